@@ -1,0 +1,51 @@
+/**
+ * `check [DIR]`: verify a cert dir as istiod would and describe it for a person: subject, issuer,
+ * chain, expiry and when renewal is due under the current settings.
+ */
+import { describeError } from '../common/errors.js';
+import { formatDuration } from '../common/duration.js';
+import type { VerifiedBundle } from '../pki/bundle.js';
+import { verifyBundle } from '../pki/verify.js';
+import { readCertDir } from '../store/cert-dir-reader.js';
+import { dueAt } from './renewal-policy.js';
+
+export interface CheckReport {
+  ok: boolean;
+  lines: string[];
+  bundle?: VerifiedBundle;
+}
+
+export async function checkCertDir(dir: string, now: number, renewBeforeMs: number | undefined): Promise<CheckReport> {
+  let outcome;
+  try {
+    outcome = await readCertDir(dir);
+  } catch (err) {
+    return { ok: false, lines: [`${dir}: cannot read: ${describeError(err)}`] };
+  }
+  if (outcome.state === 'absent') return { ok: false, lines: [`${dir}: no bundle (none of ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem)`] };
+  if (outcome.state === 'incomplete') return { ok: false, lines: [`${dir}: incomplete bundle, missing ${outcome.missing.join(', ')}`] };
+  let b: VerifiedBundle;
+  try {
+    b = verifyBundle(outcome.bundle.files, { now });
+  } catch (err) {
+    return { ok: false, lines: [`${dir}: INVALID: ${describeError(err)}`] };
+  }
+  const i = b.intermediate;
+  const due = dueAt(i.notBefore, i.notAfter, renewBeforeMs);
+  const lines = [
+    `${dir}: valid${outcome.bundle.generation ? ` (generation ${outcome.bundle.generation})` : ''}`,
+    `  subject:    ${i.subject}`,
+    `  issuer:     ${i.issuer}`,
+    `  serial:     ${i.serial}`,
+    `  key:        ${i.keyType} ${i.keyBits}`,
+    `  SANs:       ${i.dnsSans.join(', ') || '(none)'}`,
+    `  notBefore:  ${new Date(i.notBefore).toISOString()}`,
+    `  notAfter:   ${new Date(i.notAfter).toISOString()} (in ${formatDuration(i.notAfter - now)})`,
+    `  renewal:    ${new Date(due).toISOString()} (${due <= now ? 'due now' : `in ${formatDuration(due - now)}`})`,
+    `  chain:`,
+    ...b.chain.map((c, n) => `    ${n + 1}. ${c.subject} (notAfter ${new Date(c.notAfter).toISOString()})`),
+    `  roots:`,
+    ...b.roots.map((r) => `    - ${r.subject} SHA-256 ${r.fingerprint} (notAfter ${new Date(r.notAfter).toISOString()})`),
+  ];
+  return { ok: true, lines, bundle: b };
+}

@@ -1,0 +1,143 @@
+/**
+ * Builds a working agent from validated settings: the only place vault, pki, store and telemetry are
+ * wired together. Side effects that tests replace (clock, randomness, HTTP to istiod, key generation)
+ * arrive in `Runtime`.
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../common/clock.js';
+import { ConfigError, describeError } from '../common/errors.js';
+import type { Settings } from '../config.js';
+import type { CertInfo } from '../pki/cert-info.js';
+import { keySpec, type GeneratedKey, type KeySpec } from '../pki/keys.js';
+import { parseExtraRoots } from '../pki/trust-roots.js';
+import { CertDirWriter } from '../store/cert-dir-writer.js';
+import type { AgentMetrics } from '../telemetry/metrics.js';
+import type { AuthSpec } from '../vault/auth.js';
+import { createVaultCa, type VaultCa } from '../vault/vault-ca.js';
+import { readCredentialFile } from './credentials.js';
+import type { FetchText } from './istiod-sync.js';
+import { watchMountedFile, type MountedFile } from './mounted-file.js';
+import { Renewer } from './renewer.js';
+
+export interface Runtime {
+  clock: Clock;
+  random: () => number;
+  fetchText: FetchText;
+  generate?: (spec: KeySpec) => Promise<GeneratedKey>;
+  /** Minimum spacing of publishes (tests shorten it). */
+  minPublishIntervalMs?: number;
+}
+
+export interface Agent {
+  renewer: Renewer;
+  vault: VaultCa;
+  /** Stops watchers and revokes the Vault token (bounded). Never throws. */
+  close(): Promise<void>;
+}
+
+/** A mounted input: watched in long-running modes, read once in `init`. */
+async function openInput(file: string, setting: string, watch: boolean, log: Logger, onChange: (c: string) => void): Promise<MountedFile | { current(): string; close(): Promise<void> }> {
+  try {
+    if (!watch) {
+      const content = await readCredentialFile(file, setting, 'the file');
+      return { current: () => content, close: async () => undefined };
+    }
+    return await watchMountedFile(file, {
+      onChange: (c) => {
+        log.info({ setting, file }, `${setting} changed on disk; using the new content from the next request`);
+        onChange(c);
+      },
+      onError: (err) => log.warn({ setting, file, err }, `${setting}: cannot re-read; keeping the previous content`),
+    });
+  } catch (err) {
+    throw new ConfigError([`${setting}: cannot read ${file} (${describeError(err).split(' (')[0]})`]);
+  }
+}
+
+export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics: AgentMetrics, opts: { watch: boolean }): Promise<Agent> {
+  const inputs: { close(): Promise<void> }[] = [];
+  // The CA watcher is created before the client it updates.
+  const late: { vault?: VaultCa } = {};
+
+  let caCert: string | undefined;
+  if (s.vaultCaCert) {
+    const f = await openInput(s.vaultCaCert, 'VAULT_CACERT', opts.watch, log, (c) => late.vault?.setCaCert(c));
+    inputs.push(f);
+    caCert = f.current();
+  }
+
+  let extraRoots: readonly CertInfo[] = [];
+  if (s.extraTrustRootsFile) {
+    const f = await openInput(s.extraTrustRootsFile, 'EXTRA_TRUST_ROOTS_FILE', opts.watch, log, (c) => {
+      try {
+        extraRoots = parseExtraRoots(c);
+      } catch (err) {
+        log.error({ err }, 'EXTRA_TRUST_ROOTS_FILE: new content rejected; keeping the previous roots');
+      }
+    });
+    inputs.push(f);
+    try {
+      extraRoots = parseExtraRoots(f.current());
+    } catch (err) {
+      throw new ConfigError([describeError(err)]);
+    }
+  }
+
+  let auth: AuthSpec;
+  switch (s.authMethod) {
+    case 'kubernetes':
+    case 'jwt':
+      auth = { method: s.authMethod, mount: s.authMount, role: s.authRole!, readJwt: () => readCredentialFile(s.saTokenPath, 'SA_TOKEN_PATH', 'the service-account token') };
+      break;
+    case 'approle': {
+      const f = await openInput(s.approleSecretIdFile!, 'APPROLE_SECRET_ID_FILE', opts.watch, log, () => undefined);
+      inputs.push(f);
+      auth = { method: 'approle', mount: s.authMount, roleId: s.approleRoleId!, readSecretId: async () => f.current().trim() };
+      break;
+    }
+    case 'token':
+      auth = { method: 'token', token: s.vaultToken! };
+      break;
+  }
+
+  const vault = createVaultCa({
+    addr: s.vaultAddr!,
+    namespace: s.vaultNamespace,
+    skipVerify: s.vaultSkipVerify,
+    caCert,
+    timeoutMs: s.vaultClientTimeoutMs,
+    observe: metrics.observeVault,
+    auth,
+    signPath: s.pkiSignPath,
+    pkiMount: s.pkiMount,
+    issuerRef: s.pkiIssuerRef,
+    clock: rt.clock,
+    log: log.child({ module: 'vault' }),
+  });
+
+  const renewer = new Renewer({
+    vault,
+    writer: new CertDirWriter(s.certDir, rt.clock, rt.minPublishIntervalMs),
+    clock: rt.clock,
+    random: rt.random,
+    log,
+    metrics,
+    certDir: s.certDir,
+    key: keySpec(s.keyType, s.keySize),
+    subject: { commonName: s.certCommonName, organization: s.certOrganization, locality: s.clusterName, dnsSans: s.certDnsSans },
+    certTtlMs: s.certTtlMs,
+    renewBeforeMs: s.renewBeforeMs,
+    signPath: s.pkiSignPath,
+    extraRoots: () => extraRoots,
+    generate: rt.generate,
+  });
+
+  late.vault = vault;
+  return {
+    renewer,
+    vault,
+    close: async () => {
+      await Promise.all([vault.close(), ...inputs.map((i) => i.close().catch(() => undefined))]);
+    },
+  };
+}

@@ -1,0 +1,131 @@
+/**
+ * One issuance, start to verified bundle, nothing written: read the issuer (to cap the TTL at its
+ * expiry and catch a root change before asking Vault to sign), generate the key in memory, build the
+ * CSR, have Vault sign it, assemble the chain by signature, choose root bytes, and verify the result as
+ * istiod will. Each step is logged with its duration; nothing secret is logged.
+ */
+import type { Logger } from 'pino';
+import { raceAbort } from '../common/abort.js';
+import type { Clock } from '../common/clock.js';
+import { formatDuration, toVaultTtl } from '../common/duration.js';
+import { VerificationError } from '../common/errors.js';
+import type { VerifiedBundle } from '../pki/bundle.js';
+import { certsFromPem, type CertInfo } from '../pki/cert-info.js';
+import { assembleChain, buildPath } from '../pki/chain.js';
+import { buildCsr, subjectDn, type SubjectSpec } from '../pki/csr.js';
+import { generateKey, type GeneratedKey, type KeySpec } from '../pki/keys.js';
+import { chooseRootCert } from '../pki/trust-roots.js';
+import { verifyBundle } from '../pki/verify.js';
+import type { VaultCa } from '../vault/vault-ca.js';
+
+/** Never ask for a lifetime that ends closer than this to the issuer's own expiry. */
+export const ISSUER_EXPIRY_MARGIN_MS = 60_000;
+
+export interface IssueInputs {
+  vault: VaultCa;
+  clock: Clock;
+  log: Logger;
+  key: KeySpec;
+  subject: SubjectSpec;
+  certTtlMs: number;
+  signPath: string;
+  /** Extra anchors for root-cert.pem (EXTRA_TRUST_ROOTS_FILE). */
+  extraRoots: readonly CertInfo[];
+  /** The published bundle, if any: its root bytes are kept, and a different Vault root is refused. */
+  current: VerifiedBundle | undefined;
+  /** Overridable for tests; defaults to WebCrypto key generation. */
+  generate?: (spec: KeySpec) => Promise<GeneratedKey>;
+}
+
+export interface IssuedBundle {
+  bundle: VerifiedBundle;
+  requestedTtlMs: number;
+  grantedMs: number;
+  warnings: readonly string[];
+}
+
+/** Runs one step and logs its duration (monotonic time: this is measurement, not scheduling). */
+async function timed<T>(log: Logger, step: string, fields: object, fn: () => Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  const out = await fn();
+  log.info({ step, durationMs: Math.round((performance.now() - t0) * 10) / 10, ...fields }, `${step} done`);
+  return out;
+}
+
+/**
+ * Issues a new intermediate and returns it verified. Throws AgentError subclasses with `reason` set:
+ * vault_* (VaultRequestError), invalid_response, verification_failed, root_changed.
+ */
+export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promise<IssuedBundle> {
+  const { vault, clock, log } = inp;
+
+  const issuer = await timed(log, 'read_issuer', {}, () => raceAbort(vault.readIssuer(), signal));
+  const issuerCert = certsFromPem(issuer.certificate, "the issuer certificate in Vault's answer")[0]!;
+  const issuerPath = buildPath(issuerCert, issuer.caChain.flatMap((p, i) => certsFromPem(p, `issuer ca_chain[${i}]`)));
+  const vaultRoot = issuerPath[issuerPath.length - 1]!;
+  // Fail before signing when the root changed: a new intermediate under another root is unusable.
+  chooseRootCert(vaultRoot, inp.extraRoots, inp.current && { bytes: inp.current.files.rootCert, roots: inp.current.roots });
+
+  const now = clock.now();
+  const issuerLimit = Math.min(...issuerPath.map((c) => c.notAfter)) - now - ISSUER_EXPIRY_MARGIN_MS;
+  if (issuerLimit <= 0) {
+    throw new VerificationError(`the signing issuer "${issuerCert.subject}" expires at ${new Date(issuerLimit + now + ISSUER_EXPIRY_MARGIN_MS).toISOString()}; rotate the root in Vault`, 'ISSUER_EXPIRING');
+  }
+  const requestedTtlMs = Math.min(inp.certTtlMs, issuerLimit);
+  if (requestedTtlMs < inp.certTtlMs) {
+    log.warn({ certTtl: formatDuration(inp.certTtlMs), cappedTo: formatDuration(requestedTtlMs), issuerNotAfter: new Date(issuerCert.notAfter).toISOString() }, 'CERT_TTL reaches past the issuer\'s expiry; asking for less');
+  }
+
+  const key = await timed(log, 'keygen', { keyType: inp.key.type, keySize: inp.key.size }, () => raceAbort((inp.generate ?? generateKey)(inp.key), signal));
+  const csr = await timed(log, 'csr', { subject: subjectDn(inp.subject) }, () => buildCsr(key, inp.subject));
+
+  const signed = await timed(log, 'sign', { path: inp.signPath, ttl: toVaultTtl(requestedTtlMs) }, () =>
+    raceAbort(
+      vault.signIntermediate(
+        {
+          csr,
+          common_name: inp.subject.commonName,
+          organization: inp.subject.organization,
+          ...(inp.subject.locality ? { locality: inp.subject.locality } : {}),
+          ...(inp.subject.dnsSans.length ? { alt_names: inp.subject.dnsSans.join(',') } : {}),
+          ttl: toVaultTtl(requestedTtlMs),
+          // The intermediate signs workload certificates only; pathlen 0 forbids it minting more CAs.
+          max_path_length: 0,
+          exclude_cn_from_sans: true,
+          use_csr_values: false,
+        },
+        signal,
+      ),
+      signal,
+    ),
+  );
+  for (const w of signed.warnings) {
+    // Two warnings come with every correct issuance (pathlen 0 is what we ask for; AIA URLs are optional).
+    const expected = /max path length of the signed certificate is zero|authority information access/i.test(w);
+    log[expected ? 'debug' : 'warn']({ path: inp.signPath, vaultWarning: w }, 'Vault returned a warning');
+  }
+
+  const bundle = await timed(log, 'verify', {}, async () => {
+    const assembled = assembleChain(signed);
+    const root = chooseRootCert(assembled.root, inp.extraRoots, inp.current && { bytes: inp.current.files.rootCert, roots: inp.current.roots });
+    const verified = verifyBundle(
+      {
+        caKey: key.privateKeyPem,
+        caCert: assembled.intermediate.pem,
+        certChain: assembled.chain.map((c) => c.pem).join(''),
+        rootCert: root.rootCert,
+      },
+      { now: clock.now() },
+    );
+    if (root.extrasPending) {
+      log.warn({}, 'EXTRA_TRUST_ROOTS_FILE differs from the published root-cert.pem; it is applied when the pod restarts (istiod refuses a root-cert.pem change at run time without ISTIO_MULTIROOT_MESH)');
+    }
+    return verified;
+  });
+
+  const granted = bundle.intermediate.notAfter - bundle.intermediate.notBefore;
+  if (granted < inp.certTtlMs - 60_000) {
+    log.warn({ requested: formatDuration(inp.certTtlMs), granted: formatDuration(granted) }, 'Vault granted a shorter lifetime than CERT_TTL (a max_ttl on the mount or role, or the issuer expiry, caps it)');
+  }
+  return { bundle, requestedTtlMs, grantedMs: granted, warnings: signed.warnings };
+}

@@ -1,0 +1,131 @@
+/**
+ * The sidecar's loop: adopt the bundle on disk, sleep until it is due, renew, repeat; on failure keep
+ * the current files and retry with backoff (never past the current certificate's expiry without a
+ * try). A rotation request (SIGHUP, POST /rotate) wakes it at once. After each publish it checks in the
+ * background that istiod loaded the new intermediate. All waiting goes through the injected Clock.
+ */
+import type { Logger } from 'pino';
+import { isAbort } from '../common/abort.js';
+import { sleepUntil, type Clock } from '../common/clock.js';
+import type { AgentError } from '../common/errors.js';
+import type { AgentMetrics } from '../telemetry/metrics.js';
+import { retryDelay } from './backoff.js';
+import { waitForIstiod, type FetchText } from './istiod-sync.js';
+import type { Renewer, RenewTrigger } from './renewer.js';
+
+export interface LoopDeps {
+  renewer: Renewer;
+  clock: Clock;
+  random: () => number;
+  log: Logger;
+  metrics: AgentMetrics;
+  istiod?: { url: string; timeoutMs: number; fetchText: FetchText };
+}
+
+export class RenewalLoop {
+  private rotateRequested = false;
+  private wake = new AbortController();
+  private sync: AbortController | undefined;
+  private syncDone: Promise<void> = Promise.resolve();
+
+  constructor(private readonly d: LoopDeps) {}
+
+  /** Asks for a new intermediate now; coalesces with a renewal already in flight. */
+  requestRotation(source: string): void {
+    this.d.log.info({ source }, 'rotation requested');
+    this.rotateRequested = true;
+    this.wake.abort();
+  }
+
+  /** Runs until `signal` aborts. Resolves (never rejects) after shutdown. */
+  async run(signal: AbortSignal): Promise<void> {
+    const { renewer, clock, log } = this.d;
+    if (!renewer.current) {
+      const state = await renewer.inspect();
+      if (state.kind === 'valid') {
+        log.info({ serial: state.bundle.intermediate.serial, due: state.due, renewAt: new Date(renewer.renewAt!).toISOString() }, 'adopted the bundle on disk');
+      } else {
+        log.warn({ state: state.kind, ...(state.kind === 'invalid' ? { problem: state.problem } : {}) }, 'no valid bundle on disk; issuing one');
+      }
+    }
+    let attempt = 0;
+    while (!signal.aborted) {
+      const trigger = this.trigger();
+      if (trigger === undefined) {
+        await this.sleep(renewer.renewAt!, signal);
+        continue;
+      }
+      this.rotateRequested = false;
+      try {
+        const bundle = await renewer.renew(trigger, signal);
+        attempt = 0;
+        this.startSync(bundle.intermediate.serial, bundle.intermediate.notAfter, signal);
+      } catch (err) {
+        if (isAbort(err) || signal.aborted) break;
+        const e = err as AgentError;
+        const delay = retryDelay({ attempt, random: this.d.random(), retryable: e.retryable, now: clock.now(), currentNotAfter: renewer.current?.intermediate.notAfter });
+        attempt++;
+        log.warn({ reason: e.reason, attempt, retryInMs: delay, keeping: renewer.current?.intermediate.serial }, 'keeping the current bundle; will retry');
+        await this.sleep(clock.now() + delay, signal);
+      }
+    }
+    this.sync?.abort();
+    await this.syncDone;
+  }
+
+  private trigger(): RenewTrigger | undefined {
+    const r = this.d.renewer;
+    if (this.rotateRequested) return 'rotate';
+    if (!r.current) return 'missing';
+    if (!r.isReady()) return 'invalid';
+    if (this.d.clock.now() >= r.renewAt!) return 'due';
+    return undefined;
+  }
+
+  /** Sleeps until `deadline`, a rotation request, or shutdown, whichever comes first. */
+  private async sleep(deadline: number, signal: AbortSignal): Promise<void> {
+    if (this.rotateRequested) return;
+    this.wake = new AbortController();
+    try {
+      await sleepUntil(this.d.clock, deadline, AbortSignal.any([signal, this.wake.signal]));
+    } catch (err) {
+      if (!isAbort(err)) throw err;
+    }
+  }
+
+  /** Confirms in the background that istiod serves `notAfter`; re-publishes once if it does not. */
+  private startSync(serial: string, notAfter: number, signal: AbortSignal): void {
+    const istiod = this.d.istiod;
+    if (!istiod) return;
+    this.sync?.abort();
+    const ctl = new AbortController();
+    this.sync = ctl;
+    const both = AbortSignal.any([signal, ctl.signal]);
+    const { clock, log, metrics, renewer } = this.d;
+    const check = () => waitForIstiod({ url: istiod.url, notAfterMs: notAfter, timeoutMs: istiod.timeoutMs, clock, fetchText: istiod.fetchText, signal: both });
+    this.syncDone = (async () => {
+      let res = await check();
+      if (res.state === 'out_of_sync' && renewer.current?.intermediate.serial === serial) {
+        log.warn({ serial, istiodReports: res.seen }, 'istiod does not report the new intermediate yet; re-publishing once');
+        await renewer.republish(both);
+        res = await check();
+      }
+      if (both.aborted) return;
+      if (res.state === 'in_sync') {
+        metrics.setInSync(true);
+        log.info({ serial }, 'istiod loaded the new intermediate');
+      } else if (res.state === 'out_of_sync') {
+        metrics.setInSync(false);
+        log.error(
+          { serial, expectedNotAfter: Math.floor(notAfter / 1000), istiodReports: res.seen },
+          'istiod still serves another intermediate: it rejected the reload (see its log: a root-cert.pem change without ISTIO_MULTIROOT_MESH, or ROOT_CA_DIR not this dir) or was started before the bundle existed',
+        );
+      } else {
+        metrics.setInSync(undefined);
+        log.info({ url: istiod.url }, 'cannot tell whether istiod loaded the new intermediate (no citadel_server_cert_chain_expiry_timestamp; istiod < 1.24 or metrics off)');
+      }
+    })().catch((err) => {
+      if (!isAbort(err)) log.warn({ err }, 'istiod sync check failed');
+    });
+  }
+}

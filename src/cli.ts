@@ -1,0 +1,161 @@
+/**
+ * The command line: the only module that reads the environment and process signals, and the only one
+ * that decides exit codes (0 ok, 1 failed, 2 bad configuration). Everything below it receives values.
+ */
+import pkg from '../package.json' with { type: 'json' };
+import { checkCertDir } from './agent/check-dir.js';
+import type { Runtime } from './agent/compose.js';
+import { fetchMetricsPage } from './agent/istiod-sync.js';
+import { initCommand, runCommand, sidecarCommand, type Control, type ModeContext } from './agent/modes.js';
+import { systemClock } from './common/clock.js';
+import { ConfigError, describeError } from './common/errors.js';
+import { SETTINGS, flagName, loadSettings, mergeFlags, type Settings } from './config.js';
+import { findVaultBinary } from './dev/bao-binary.js';
+import { startDevEnvironment, type DevEnvironment } from './dev/dev-environment.js';
+import { createLogger } from './telemetry/logger.js';
+import { AgentMetrics } from './telemetry/metrics.js';
+
+export const VERSION: string = pkg.version;
+
+export interface CliIo {
+  out(line: string): void;
+  err(line: string): void;
+  /** Process signal hookup; tests pass their own. */
+  onSignal(signal: 'SIGTERM' | 'SIGINT' | 'SIGHUP', handler: () => void): void;
+  cwd: string;
+}
+
+const COMMANDS: [string, string][] = [
+  ['init', 'make sure CERT_DIR holds a valid bundle that is not due; issue one if not (exit 0 ok, 1 failed, 2 bad config)'],
+  ['sidecar', 'adopt the bundle on disk and renew it before expiry until SIGTERM; serve metrics and health'],
+  ['run', 'init, then sidecar, in one process (Kubernetes native sidecar; /readyz turns 200 after the first publish)'],
+  ['check [DIR]', 'verify a cert dir (default CERT_DIR) as istiod would and describe it (exit 0 valid, 1 not)'],
+  ['dev', 'without VAULT_ADDR: start a local dev OpenBao, configure it, and run the agent into ./cacerts with a short TTL'],
+  ['version', 'print the version'],
+];
+
+function usage(): string {
+  const lines = [
+    `istiod-vault-agent ${VERSION}: istiod's intermediate CA from Vault/OpenBao PKI, renewed in place.`,
+    '',
+    'Usage: istiod-vault-agent <command> [--setting-name value ...]',
+    '',
+    'Commands:',
+    ...COMMANDS.map(([c, h]) => `  ${c.padEnd(13)} ${h}`),
+    '',
+    'Settings (environment variables; the --flag of the same name wins):',
+    ...SETTINGS.map((s) => `  ${s.env.padEnd(24)} ${flagName(s.env).padEnd(26)} ${s.help}${s.default ? ` [default: ${s.default}]` : ''}`),
+    '',
+    'Signals: SIGTERM/SIGINT stop (exit 0); SIGHUP issues a new intermediate now (sidecar, run).',
+  ];
+  return lines.join('\n');
+}
+
+/** Defaults for `dev`: a short lifetime so rotation can be watched, files in ./cacerts. */
+export const DEV_DEFAULTS: Record<string, string> = {
+  CERT_DIR: './cacerts',
+  CERT_TTL: '3m',
+  RENEW_BEFORE: '2m',
+  KEY_TYPE: 'ec',
+  METRICS_ADDR: '127.0.0.1:15099',
+  ISTIOD_METRICS_URL: '',
+  ROTATE_ENDPOINT: 'true',
+};
+
+function runtime(): Runtime {
+  return { clock: systemClock, random: Math.random, fetchText: fetchMetricsPage };
+}
+
+function control(io: CliIo, log: (m: string) => void): Control & { stop(): void } {
+  const ctl = new AbortController();
+  let rotate: ((source: string) => void) | undefined;
+  const stop = () => {
+    if (ctl.signal.aborted) return;
+    log('stopping');
+    ctl.abort();
+  };
+  io.onSignal('SIGTERM', stop);
+  io.onSignal('SIGINT', stop);
+  io.onSignal('SIGHUP', () => rotate?.('SIGHUP'));
+  return { shutdown: ctl.signal, onRotate: (h) => (rotate = h), stop };
+}
+
+async function runMode(name: 'init' | 'sidecar' | 'run', settings: Settings, io: CliIo, extra?: { onStop?: () => Promise<void> }): Promise<number> {
+  const log = createLogger({ level: settings.logLevel, base: { mode: name } });
+  const metrics = new AgentMetrics(VERSION);
+  const ctl = control(io, () => log.info({}, 'signal received; shutting down'));
+  const ctx: ModeContext = { settings, runtime: runtime(), log, metrics, control: ctl };
+  log.info({ version: VERSION, certDir: settings.certDir, vaultAddr: settings.vaultAddr, authMethod: settings.authMethod, authMount: settings.authMount, signPath: settings.pkiSignPath }, 'starting');
+  try {
+    const fn = name === 'init' ? initCommand : name === 'sidecar' ? sidecarCommand : runCommand;
+    return await fn(ctx);
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    log.error({ err }, `failed: ${describeError(err)}`);
+    return 1;
+  } finally {
+    await extra?.onStop?.();
+  }
+}
+
+async function devCommand(source: Record<string, string | undefined>, io: CliIo): Promise<number> {
+  const withDefaults = { ...DEV_DEFAULTS, ...source };
+  if (source.VAULT_ADDR) return runMode('run', loadSettings(withDefaults, { needsVault: true }), io);
+  // Validate the user's settings before starting anything.
+  loadSettings(withDefaults, { needsVault: false });
+  const bin = findVaultBinary({ vaultBin: source.VAULT_BIN, pathEnv: source.PATH, projectRoot: io.cwd, install: true, log: io.err });
+  io.err(`dev: starting a local OpenBao (${bin})`);
+  let dev: DevEnvironment | undefined = await startDevEnvironment({ bin, pathEnv: source.PATH });
+  const settings = loadSettings({ ...withDefaults, ...dev.env }, { needsVault: true });
+  io.err(`dev: OpenBao at ${dev.server.addr}, PKI at pki/, jwt auth role "istiod" (its root token is in ${dev.rootTokenPath}, never logged)`);
+  io.err(`dev: writing the bundle to ${settings.certDir}; metrics on http://${settings.metricsAddr?.host}:${settings.metricsAddr?.port}/metrics; rotate now with: kill -HUP ${process.pid} or curl -XPOST http://${settings.metricsAddr?.host}:${settings.metricsAddr?.port}/rotate`);
+  return runMode('run', settings, io, {
+    onStop: async () => {
+      await dev?.stop();
+      dev = undefined;
+    },
+  });
+}
+
+/**
+ * Runs the command in `args` with `env`. Returns the exit code; never throws.
+ */
+export async function main(args: readonly string[], env: Readonly<Record<string, string | undefined>>, io: CliIo): Promise<number> {
+  try {
+    const { source, positional } = mergeFlags(env, args.filter((a) => a !== '--help' && a !== '-h' && a !== '--version'));
+    if (args.includes('--help') || args.includes('-h') || positional[0] === 'help' || positional.length === 0) {
+      io.out(usage());
+      return positional.length === 0 && !args.includes('--help') && !args.includes('-h') ? 2 : 0;
+    }
+    if (args.includes('--version') || positional[0] === 'version') {
+      io.out(VERSION);
+      return 0;
+    }
+    const command = positional[0];
+    switch (command) {
+      case 'init':
+      case 'sidecar':
+      case 'run':
+        if (positional.length > 1) throw new ConfigError([`${command}: unexpected argument "${positional[1]}"`]);
+        return await runMode(command, loadSettings(source, { needsVault: true }), io);
+      case 'check': {
+        const settings = loadSettings(source, { needsVault: false });
+        const dir = positional[1] ?? settings.certDir;
+        const report = await checkCertDir(dir, Date.now(), settings.renewBeforeMs);
+        for (const l of report.lines) (report.ok ? io.out : io.err)(l);
+        return report.ok ? 0 : 1;
+      }
+      case 'dev':
+        return await devCommand(source, io);
+      default:
+        throw new ConfigError([`${command}: unknown command (use init, sidecar, run, check, dev, version or --help)`]);
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const p of err.problems) io.err(p);
+      return 2;
+    }
+    io.err(`istiod-vault-agent: ${describeError(err)}`);
+    return 1;
+  }
+}

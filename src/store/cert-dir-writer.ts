@@ -1,0 +1,172 @@
+/**
+ * Publishes a bundle into the cert dir so that a reader always sees one complete, matching generation:
+ * write the four files into a new generation folder, fsync them and the folders, then one rename(2) of a
+ * symlink onto `..data`. A failure before the rename leaves the published generation untouched and
+ * removes the partial folder. At most the current and the previous generation are kept: the previous
+ * one stays until the next publish, so a reader that resolved `..data` just before a swap can finish.
+ */
+import { constants as fsc } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { AbortedError, type Clock } from '../common/clock.js';
+import { AgentError } from '../common/errors.js';
+import { BUNDLE_FILES, type BundleFiles } from '../pki/bundle.js';
+import {
+  CERT_MODE, DATA_LINK, DATA_TMP_LINK, DIR_MODE, GEN_DIR, GENERATION_PATTERN, KEY_MODE,
+  dataLinkTarget, genPath, generationName,
+} from './layout.js';
+import { currentGeneration } from './cert-dir-reader.js';
+
+/** Minimum spacing of publishes: istiod reloads 100 ms after the first event, then reads the files. */
+export const MIN_PUBLISH_INTERVAL_MS = 2000;
+
+const NOT_RETRYABLE = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR']);
+
+export class StoreError extends AgentError {
+  constructor(message: string, errno: string | undefined, cause?: unknown) {
+    super(message, { code: `STORE_${errno ?? 'ERROR'}`, reason: 'write_failed', retryable: !NOT_RETRYABLE.has(errno ?? ''), cause });
+  }
+}
+
+function errnoOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+const ADVICE: Record<string, string> = {
+  ENOSPC: 'the volume is full: raise the emptyDir sizeLimit or free space',
+  EDQUOT: 'the volume quota is exhausted: raise the emptyDir sizeLimit',
+  EACCES: 'permission denied: CERT_DIR must be writable by the agent (run as 1337 with fsGroup 1337)',
+  EPERM: 'operation not permitted: CERT_DIR must be writable by the agent (run as 1337 with fsGroup 1337)',
+  EROFS: 'the volume is read-only: mount CERT_DIR read-write in the agent container',
+  ENOENT: 'CERT_DIR does not exist: mount the emptyDir there',
+};
+
+async function writeFileDurable(file: string, content: string, mode: number): Promise<void> {
+  const fh = await fs.open(file, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, mode);
+  try {
+    await fh.writeFile(content);
+    // open()'s mode is filtered by the umask; the contract is exactly 0600 / 0644.
+    await fh.chmod(mode);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fs.open(dir, fsc.O_RDONLY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export interface PublishResult {
+  generation: string;
+}
+
+export class CertDirWriter {
+  private seq = 0;
+  private lastPublishAt = -Infinity;
+
+  constructor(
+    readonly certDir: string,
+    private readonly clock: Clock,
+    private readonly minIntervalMs = MIN_PUBLISH_INTERVAL_MS,
+  ) {}
+
+  /**
+   * Publishes `files` as the new current generation. Waits first if the previous publish was less than
+   * the minimum interval ago. Throws StoreError (reason write_failed) with nothing visible changed.
+   */
+  async publish(files: BundleFiles, signal?: AbortSignal): Promise<PublishResult> {
+    const wait = this.lastPublishAt + this.minIntervalMs - this.clock.now();
+    if (wait > 0) await this.clock.sleep(wait, signal);
+    const gen = generationName(this.clock.now(), ++this.seq);
+    const dir = genPath(this.certDir, gen);
+    let step = 'preparing';
+    try {
+      step = `creating ${path.join(GEN_DIR, gen)}`;
+      await fs.mkdir(path.join(this.certDir, GEN_DIR), { recursive: true, mode: DIR_MODE });
+      await fs.mkdir(dir, { mode: DIR_MODE });
+      await fs.chmod(dir, DIR_MODE);
+      for (const [k, name] of Object.entries(BUNDLE_FILES) as [keyof BundleFiles, string][]) {
+        step = `writing ${name}`;
+        await writeFileDurable(path.join(dir, name), files[k], k === 'caKey' ? KEY_MODE : CERT_MODE);
+      }
+      step = 'syncing the generation folder';
+      await fsyncDir(dir);
+      await fsyncDir(path.join(this.certDir, GEN_DIR));
+    } catch (err) {
+      await fs.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      throw this.error(`while ${step} for a new generation`, err);
+    }
+
+    const previous = await currentGeneration(this.certDir);
+    try {
+      // Shutdown began while the files were written: never publish during shutdown.
+      if (signal?.aborted) throw new AbortedError();
+      step = 'swapping ..data';
+      const tmp = path.join(this.certDir, GEN_DIR, DATA_TMP_LINK);
+      await fs.rm(tmp, { force: true });
+      await fs.symlink(dataLinkTarget(gen), tmp);
+      await fs.rename(tmp, path.join(this.certDir, DATA_LINK));
+      this.lastPublishAt = this.clock.now();
+    } catch (err) {
+      await fs.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      if (err instanceof AbortedError) throw err;
+      throw this.error(`while ${step}`, err);
+    }
+    // From here on the new generation is published; what follows only tidies up.
+    await this.ensureVisibleLinks();
+    await fsyncDir(this.certDir).catch(() => undefined);
+    await this.prune([gen, previous]);
+    return { generation: gen };
+  }
+
+  /**
+   * Removes generation folders other than `keep` (and stray temporary links). Called after each publish,
+   * and at start to clear what a crash mid-publish left behind. Never throws.
+   */
+  async prune(keep: readonly (string | undefined)[]): Promise<string[]> {
+    const removed: string[] = [];
+    const base = path.join(this.certDir, GEN_DIR);
+    const entries = await fs.readdir(base).catch(() => [] as string[]);
+    const current = await currentGeneration(this.certDir);
+    for (const e of entries) {
+      if (e === current || keep.includes(e)) continue;
+      if (!GENERATION_PATTERN.test(e) && e !== DATA_TMP_LINK && !e.endsWith('.pem.tmp')) continue;
+      await fs.rm(path.join(base, e), { recursive: true, force: true }).then(
+        () => removed.push(e),
+        () => undefined,
+      );
+    }
+    return removed;
+  }
+
+  /** The visible names are made once; a regular file left there by another tool is replaced atomically. */
+  private async ensureVisibleLinks(): Promise<void> {
+    for (const name of Object.values(BUNDLE_FILES)) {
+      const visible = path.join(this.certDir, name);
+      const target = `${DATA_LINK}/${name}`;
+      const existing = await fs.readlink(visible).catch(() => undefined);
+      if (existing === target) continue;
+      const tmp = path.join(this.certDir, GEN_DIR, `${name}.tmp`);
+      try {
+        await fs.rm(tmp, { force: true });
+        await fs.symlink(target, tmp);
+        await fs.rename(tmp, visible);
+      } catch (err) {
+        throw this.error(`while linking ${name} to ${target}`, err);
+      }
+    }
+  }
+
+  private error(doing: string, err: unknown): StoreError {
+    const errno = errnoOf(err);
+    const advice = (errno && ADVICE[errno]) ?? 'check CERT_DIR';
+    return new StoreError(`${doing} in ${this.certDir}: ${errno ?? (err instanceof Error ? err.message : String(err))} (${advice})`, errno, err);
+  }
+}

@@ -1,0 +1,38 @@
+/**
+ * The cert dir layout, the one kubelet uses for Secret volumes:
+ *
+ *   CERT_DIR/ca-cert.pem    -> ..data/ca-cert.pem        (fixed relative symlinks, made once)
+ *   CERT_DIR/..data         -> .gen/<generation>          (replaced by one rename(2) per publish)
+ *   CERT_DIR/.gen/<generation>/{ca-cert,ca-key,cert-chain,root-cert}.pem
+ *
+ * istiod watches CERT_DIR only (not subfolders) with fsnotify, so staging inside .gen/ is invisible to
+ * it and each publish is exactly one event (the rename onto ..data), after which every visible name
+ * resolves into one complete generation.
+ */
+import path from 'node:path';
+
+export const DATA_LINK = '..data';
+export const GEN_DIR = '.gen';
+/** Temporary symlink, created inside GEN_DIR so its creation is not an event in CERT_DIR. */
+export const DATA_TMP_LINK = '..data_tmp';
+
+export const KEY_MODE = 0o600;
+export const CERT_MODE = 0o644;
+export const DIR_MODE = 0o755;
+
+/** Generation folder names sort by time: `20261125T164744123Z-0001`. */
+export function generationName(now: number, seq: number): string {
+  const stamp = new Date(now).toISOString().replace(/[-:.]/g, '');
+  return `${stamp}-${String(seq % 10000).padStart(4, '0')}`;
+}
+
+export const GENERATION_PATTERN = /^\d{8}T\d{9}Z-\d{4}$/;
+
+export function genPath(certDir: string, gen: string): string {
+  return path.join(certDir, GEN_DIR, gen);
+}
+
+/** Target string stored in ..data (relative, so the dir can be mounted anywhere). */
+export function dataLinkTarget(gen: string): string {
+  return `${GEN_DIR}/${gen}`;
+}

@@ -1,0 +1,94 @@
+/**
+ * Prometheus metrics, prefix istiod_vault_agent_, units in seconds. One Registry per agent (never the
+ * global one), so tests and several agents in one process do not share counters. Labels are bounded:
+ * `reason` takes only FAILURE_REASONS, `operation` only the Vault call kinds, `code` HTTP statuses or a
+ * short network error class. No serial, subject or token ever becomes a label.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { FAILURE_REASONS, type FailureReason } from '../common/errors.js';
+
+export const METRIC_PREFIX = 'istiod_vault_agent_';
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly certExpiration: Gauge<'cert'>;
+  readonly renewalTime: Gauge;
+  readonly issuances: Counter<'result' | 'reason'>;
+  readonly vaultRequestDuration: Histogram<'operation' | 'code'>;
+  readonly lastSuccess: Gauge;
+  readonly ready: Gauge;
+  readonly buildInfo: Gauge<'version'>;
+  readonly requestedTtl: Gauge;
+  readonly grantedTtl: Gauge;
+  readonly istiodInSync: Gauge;
+  readonly tokenExpiration: Gauge;
+
+  private readyProbe: () => boolean = () => false;
+
+  /** Sets what `ready` reports at each scrape. */
+  setReadyProbe(fn: () => boolean): void {
+    this.readyProbe = fn;
+  }
+
+  constructor(version: string, opts: { defaultMetrics?: boolean } = {}) {
+    const r = [this.registry];
+    const p = METRIC_PREFIX;
+    this.certExpiration = new Gauge({ name: `${p}cert_expiration_timestamp_seconds`, help: 'notAfter of the certificate istiod is using, by cert (intermediate, root), as a Unix timestamp', labelNames: ['cert'], registers: r });
+    this.renewalTime = new Gauge({ name: `${p}cert_renewal_timestamp_seconds`, help: 'When the next renewal of the intermediate is due, as a Unix timestamp', registers: r });
+    this.issuances = new Counter({ name: `${p}issuances_total`, help: 'Issuance attempts by result (success, failure) and failure reason', labelNames: ['result', 'reason'], registers: r });
+    this.vaultRequestDuration = new Histogram({
+      name: `${p}vault_request_duration_seconds`,
+      help: 'Latency of Vault requests by operation (login, sign, read_issuer, token_*) and HTTP status or network error',
+      labelNames: ['operation', 'code'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: r,
+    });
+    this.lastSuccess = new Gauge({ name: `${p}last_success_timestamp_seconds`, help: 'Last successful issuance or adoption of a valid bundle, as a Unix timestamp', registers: r });
+    this.ready = new Gauge({
+      name: `${p}ready`,
+      help: '1 when the cert dir holds a valid, unexpired bundle',
+      registers: r,
+      // Evaluated at scrape time, so an intermediate that expires between events still reads 0.
+      collect: () => {
+        this.ready.set(this.readyProbe() ? 1 : 0);
+      },
+    });
+    this.buildInfo = new Gauge({ name: `${p}build_info`, help: 'Build information; always 1', labelNames: ['version'], registers: r });
+    this.requestedTtl = new Gauge({ name: `${p}cert_requested_ttl_seconds`, help: 'Lifetime requested from Vault for the intermediate', registers: r });
+    this.grantedTtl = new Gauge({ name: `${p}cert_granted_ttl_seconds`, help: 'Lifetime Vault granted (notAfter - notBefore); below requested when a Vault max TTL or the root expiry caps it', registers: r });
+    this.istiodInSync = new Gauge({ name: `${p}istiod_in_sync`, help: "1 when istiod reports the published intermediate's expiry, 0 when it does not; absent when unknown", registers: r });
+    this.tokenExpiration = new Gauge({ name: `${p}vault_token_expiration_timestamp_seconds`, help: "Expiry of the agent's Vault token, as a Unix timestamp", registers: r });
+
+    this.buildInfo.set({ version }, 1);
+    this.issuances.inc({ result: 'success', reason: 'none' }, 0);
+    for (const reason of FAILURE_REASONS) this.issuances.inc({ result: 'failure', reason }, 0);
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Callback shape the Vault transport reports each request with. */
+  observeVault = (operation: string, code: string, seconds: number): void => {
+    this.vaultRequestDuration.observe({ operation, code }, seconds);
+  };
+
+  recordFailure(reason: FailureReason): void {
+    this.issuances.inc({ result: 'failure', reason });
+  }
+
+  recordSuccess(nowMs: number): void {
+    this.issuances.inc({ result: 'success', reason: 'none' });
+    this.lastSuccess.set(nowMs / 1000);
+  }
+
+  /** Describes the bundle istiod now uses. */
+  setBundle(b: { intermediateNotAfter: number; rootNotAfter: number; renewAt: number; grantedMs?: number }): void {
+    this.certExpiration.set({ cert: 'intermediate' }, b.intermediateNotAfter / 1000);
+    this.certExpiration.set({ cert: 'root' }, b.rootNotAfter / 1000);
+    this.renewalTime.set(b.renewAt / 1000);
+    if (b.grantedMs !== undefined) this.grantedTtl.set(b.grantedMs / 1000);
+  }
+
+  setInSync(state: boolean | undefined): void {
+    if (state === undefined) this.istiodInSync.reset();
+    else this.istiodInSync.set(state ? 1 : 0);
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * The two PKI calls the agent needs. Responses are validated with zod before anything else sees them;
+ * a body that is not the documented shape (a proxy's HTML page, truncated JSON) is an invalid_response.
+ */
+import { z } from 'zod';
+import { AgentError } from '../common/errors.js';
+import type { VaultTransport } from './transport.js';
+
+/** Parameters of `<mount>/root/sign-intermediate`, as Vault names them. */
+export interface SignIntermediateParams {
+  csr: string;
+  common_name: string;
+  organization?: string;
+  locality?: string;
+  alt_names?: string;
+  ttl: string;
+  max_path_length: number;
+  exclude_cn_from_sans: boolean;
+  use_csr_values: boolean;
+  format: 'pem';
+}
+
+export interface SignIntermediateResult {
+  certificate: string;
+  issuingCa: string;
+  caChain: string[];
+  serialNumber: string | undefined;
+  warnings: string[];
+}
+
+export interface IssuerInfo {
+  certificate: string;
+  caChain: string[];
+}
+
+const pemString = z.string().min(1).max(1_000_000);
+
+const signResponse = z.object({
+  data: z.object({
+    certificate: pemString,
+    issuing_ca: pemString,
+    ca_chain: z.array(pemString).max(20).nullish(),
+    serial_number: z.string().max(200).optional(),
+  }),
+  warnings: z.array(z.string()).nullish(),
+});
+
+const issuerResponse = z.object({
+  data: z.object({
+    certificate: pemString,
+    ca_chain: z.array(pemString).max(20).nullish(),
+  }),
+});
+
+function invalid(doing: string, path: string, detail: string): AgentError {
+  return new AgentError(`while ${doing} at ${path}: Vault's answer is not the expected shape (${detail}); a proxy or a different server may be answering at VAULT_ADDR`, {
+    code: 'VAULT_INVALID_RESPONSE',
+    reason: 'invalid_response',
+    retryable: true,
+  });
+}
+
+function firstIssue(err: z.ZodError): string {
+  const i = err.issues[0];
+  return i ? `${i.path.join('.') || 'body'}: ${i.message}` : 'unparseable';
+}
+
+/** Signs the CSR. Throws VaultRequestError or AgentError(invalid_response). */
+export async function signIntermediate(
+  transport: VaultTransport,
+  path: string,
+  params: SignIntermediateParams,
+  token: string,
+): Promise<SignIntermediateResult> {
+  const doing = 'signing the intermediate CSR';
+  const raw = await transport.request({
+    operation: 'sign',
+    method: 'POST',
+    path,
+    body: params,
+    token,
+    doing,
+    deniedHint: `the token's policy must grant "update" on ${path}; check the policy attached to the auth role, and PKI_SIGN_PATH`,
+  });
+  const res = signResponse.safeParse(raw);
+  if (!res.success) throw invalid(doing, path, firstIssue(res.error));
+  const d = res.data.data;
+  return {
+    certificate: d.certificate,
+    issuingCa: d.issuing_ca,
+    caChain: d.ca_chain ?? [],
+    serialNumber: d.serial_number,
+    warnings: res.data.warnings ?? [],
+  };
+}
+
+/** Reads the signing issuer's certificate and chain (unauthenticated in Vault and OpenBao). */
+export async function readIssuer(transport: VaultTransport, mount: string, issuerRef: string): Promise<IssuerInfo> {
+  const path = `${mount}/issuer/${issuerRef}/json`;
+  const doing = "reading the signing issuer's certificate";
+  const raw = await transport.request({ operation: 'read_issuer', method: 'GET', path, doing });
+  const res = issuerResponse.safeParse(raw);
+  if (!res.success) throw invalid(doing, path, firstIssue(res.error));
+  return { certificate: res.data.data.certificate, caChain: res.data.data.ca_chain ?? [] };
+}

@@ -1,0 +1,109 @@
+/**
+ * Vault token lifecycle. The token lives only in this object's memory. It is reused across renewals
+ * while valid, renewed when that is cheaper than a login (renewable and past half its lifetime), and
+ * dropped for a fresh login when it expires or Vault rejects it (revoked behind our back). A token we
+ * did not create (AUTH_METHOD=token) is never revoked and cannot be replaced by a login.
+ */
+import { z } from 'zod';
+import type { Clock } from '../common/clock.js';
+import { login, type AuthSpec, type TokenLease } from './auth.js';
+import { VaultRequestError } from './errors.js';
+import type { VaultTransport } from './transport.js';
+
+const renewResponse = z.object({
+  auth: z.object({ client_token: z.string().min(1), lease_duration: z.number().nonnegative(), renewable: z.boolean() }),
+});
+
+export interface TokenSessionLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+/** Upper bound for the best-effort revoke at shutdown (the whole shutdown must finish within 2 s). */
+export const REVOKE_BUDGET_MS = 1000;
+
+export class TokenSession {
+  private lease: TokenLease | undefined;
+
+  constructor(
+    private readonly transport: VaultTransport,
+    private readonly spec: AuthSpec,
+    private readonly clock: Clock,
+    private readonly log: TokenSessionLogger,
+  ) {}
+
+  /** Epoch ms when the current token expires; undefined when there is none or it never expires. */
+  expiresAt(): number | undefined {
+    const l = this.lease;
+    return l && l.ttlSeconds > 0 ? l.obtainedAt + l.ttlSeconds * 1000 : undefined;
+  }
+
+  /**
+   * Runs `fn` with a valid token. If Vault rejects the token (403) and we can log in again, the token
+   * is replaced once and `fn` retried: a revoked token heals itself, a missing policy still fails.
+   */
+  async withToken<T>(fn: (token: string) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const lease = await this.current(signal);
+    try {
+      return await fn(lease.token);
+    } catch (err) {
+      if (!(err instanceof VaultRequestError && err.status === 403 && lease.owned)) throw err;
+      this.log.warn({ path: err.path }, 'Vault rejected the token; logging in again');
+      this.lease = undefined;
+      const fresh = await this.current(signal);
+      return fn(fresh.token);
+    }
+  }
+
+  /** Revokes a token the agent created, best effort, bounded by REVOKE_BUDGET_MS. Never throws. */
+  async revoke(): Promise<void> {
+    const l = this.lease;
+    this.lease = undefined;
+    if (!l?.owned) return;
+    const budget = new AbortController();
+    try {
+      await Promise.race([
+        this.transport.request({ operation: 'token_revoke', method: 'POST', path: 'auth/token/revoke-self', doing: 'revoking the agent token', token: l.token }),
+        this.clock.sleep(REVOKE_BUDGET_MS, budget.signal),
+      ]);
+    } catch (err) {
+      this.log.warn({ err }, 'could not revoke the Vault token at shutdown; it expires on its own');
+    } finally {
+      budget.abort();
+    }
+  }
+
+  private async current(signal?: AbortSignal): Promise<TokenLease> {
+    const l = this.lease;
+    if (l === undefined) return (this.lease = await login(this.transport, this.spec, this.clock, signal));
+    if (l.ttlSeconds === 0) return l;
+    const ttlMs = l.ttlSeconds * 1000;
+    const left = l.obtainedAt + ttlMs - this.clock.now();
+    if (left > ttlMs / 2) return l;
+    if (l.renewable) {
+      try {
+        return (this.lease = await this.renew(l));
+      } catch (err) {
+        this.log.warn({ err }, 'could not renew the Vault token');
+      }
+    }
+    // Still comfortably valid: keep it rather than add a login to every renewal.
+    if (left > Math.max(30_000, ttlMs / 10)) return l;
+    // For AUTH_METHOD=token this "login" is a lookup: it fails loudly once the given token has expired.
+    this.lease = undefined;
+    return (this.lease = await login(this.transport, this.spec, this.clock, signal));
+  }
+
+  private async renew(l: TokenLease): Promise<TokenLease> {
+    const raw = await this.transport.request({
+      operation: 'token_renew',
+      method: 'POST',
+      path: 'auth/token/renew-self',
+      doing: 'renewing the agent token',
+      token: l.token,
+    });
+    const res = renewResponse.parse(raw);
+    this.log.info({ ttlSeconds: res.auth.lease_duration }, 'renewed the Vault token');
+    return { ...l, ttlSeconds: res.auth.lease_duration, renewable: res.auth.renewable, obtainedAt: this.clock.now() };
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * The narrow interface the agent uses to talk to Vault: read the issuer, sign a CSR, revoke at exit.
+ * Everything else about Vault (node-vault, auth methods, tokens, error mapping) stays behind it.
+ * A fake of this interface (test/helpers/fake-vault-ca.ts) drives the agent's unit tests.
+ */
+import type { Clock } from '../common/clock.js';
+import type { AuthSpec } from './auth.js';
+import { readIssuer, signIntermediate, type IssuerInfo, type SignIntermediateParams, type SignIntermediateResult } from './pki-api.js';
+import { TokenSession, type TokenSessionLogger } from './token-session.js';
+import { createVaultTransport, type TransportOptions } from './transport.js';
+
+export interface VaultCa {
+  /** Certificate and chain of the issuer that PKI_SIGN_PATH signs with. */
+  readIssuer(): Promise<IssuerInfo>;
+  /** Logs in if needed and signs. Throws VaultRequestError / AgentError with reason and retryable set. */
+  signIntermediate(params: Omit<SignIntermediateParams, 'format'>, signal?: AbortSignal): Promise<SignIntermediateResult>;
+  /** Epoch ms at which the current Vault token expires, if known. */
+  tokenExpiresAt(): number | undefined;
+  /** Swaps the CA bundle used to verify Vault's TLS certificate (VAULT_CACERT changed on disk). */
+  setCaCert(pem: string | undefined): void;
+  /** Best-effort, bounded revoke of the token the agent created. Never throws. */
+  close(): Promise<void>;
+}
+
+export interface VaultCaOptions extends Omit<TransportOptions, 'clock'> {
+  auth: AuthSpec;
+  signPath: string;
+  pkiMount: string;
+  issuerRef: string;
+  clock: Clock;
+  log: TokenSessionLogger;
+}
+
+export function createVaultCa(opts: VaultCaOptions): VaultCa {
+  const transport = createVaultTransport(opts);
+  const session = new TokenSession(transport, opts.auth, opts.clock, opts.log);
+  return {
+    readIssuer: () => readIssuer(transport, opts.pkiMount, opts.issuerRef),
+    signIntermediate: (params, signal) =>
+      session.withToken((token) => signIntermediate(transport, opts.signPath, { ...params, format: 'pem' }, token), signal),
+    tokenExpiresAt: () => session.expiresAt(),
+    setCaCert: (pem) => transport.setCaCert(pem),
+    close: () => session.revoke(),
+  };
+}
