@@ -1,0 +1,98 @@
+/**
+ * Runs the built agent (dist/istiod-vault-agent.mjs, exactly what the image's ENTRYPOINT runs) as a
+ * child process, captures its JSON log lines and exit code, and lets a test wait for a log line.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+
+export const BUNDLE = path.resolve('dist/istiod-vault-agent.mjs');
+
+export interface LogLine {
+  level: string;
+  msg: string;
+  [k: string]: unknown;
+}
+
+export interface AgentRun {
+  child: ChildProcess;
+  stdout: string;
+  stderr: string;
+  lines: LogLine[];
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves with the first log line (past or future) matching `pred`; rejects after `timeoutMs`. */
+  waitFor(pred: (l: LogLine) => boolean, timeoutMs?: number, from?: number): Promise<LogLine>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/** Base environment for agents: nothing from the developer's shell leaks in (VAULT_TOKEN etc.). */
+export function cleanEnv(extra: Record<string, string | undefined>): Record<string, string> {
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', METRICS_ADDR: '', ISTIOD_METRICS_URL: '' };
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
+  return env;
+}
+
+export function startAgent(args: string[], env: Record<string, string>): AgentRun {
+  const child = spawn(process.execPath, [BUNDLE, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void; from: number }[] = [];
+  const run: AgentRun = {
+    child,
+    stdout: '',
+    stderr: '',
+    lines: [],
+    exit: new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))),
+    waitFor(pred, timeoutMs = 30_000, from = 0) {
+      const hit = run.lines.slice(from).find(pred);
+      if (hit) return Promise.resolve(hit);
+      return new Promise((resolve, reject) => {
+        const w = { pred, resolve, from };
+        waiters.push(w);
+        const t = setTimeout(() => {
+          waiters.splice(waiters.indexOf(w), 1);
+          reject(new Error(`no matching log line within ${timeoutMs} ms; last lines:\n${run.stdout.split('\n').slice(-8).join('\n')}\nstderr: ${run.stderr.slice(-2000)}`));
+        }, timeoutMs);
+        w.resolve = (l) => {
+          clearTimeout(t);
+          resolve(l);
+        };
+      });
+    },
+    kill(signal = 'SIGTERM') {
+      child.kill(signal);
+    },
+  };
+  let partial = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    const text = d.toString();
+    run.stdout += text;
+    partial += text;
+    const parts = partial.split('\n');
+    partial = parts.pop()!;
+    for (const p of parts) {
+      if (!p.trim()) continue;
+      let line: LogLine;
+      try {
+        line = JSON.parse(p) as LogLine;
+      } catch {
+        line = { level: 'raw', msg: p };
+      }
+      run.lines.push(line);
+      for (const w of [...waiters]) {
+        if (w.pred(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    }
+  });
+  child.stderr!.on('data', (d: Buffer) => (run.stderr += d.toString()));
+  return run;
+}
+
+/** Runs to completion. */
+export async function runAgent(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<AgentRun & { code: number | null }> {
+  const run = startAgent(args, env);
+  const t = setTimeout(() => run.kill('SIGKILL'), timeoutMs);
+  const { code } = await run.exit;
+  clearTimeout(t);
+  return Object.assign(run, { code });
+}
