@@ -253,11 +253,11 @@ const rawSchema = z.object({
     .refine((l) => l.every((s) => /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(s)), {
       message: 'must be a comma-separated list of DNS names',
     })
-    .default(['istiod.istio-system.svc']),
+    .optional(),
   CERT_DIR: nonEmpty.default('/etc/cacerts'),
   EXTRA_TRUST_ROOTS_FILE: optional,
   INIT_TIMEOUT: duration('INIT_TIMEOUT', { min: 1000 }).default(300_000),
-  METRICS_ADDR: listenAddr.default({ host: '0.0.0.0', port: 15099 }),
+  METRICS_ADDR: listenAddr.optional(),
   ISTIOD_METRICS_URL: z
     .string()
     .transform((v, ctx) => {
@@ -271,7 +271,7 @@ const rawSchema = z.object({
       ctx.addIssue({ code: 'custom', message: `"${v}" is not an http(s) URL (or empty to disable)` });
       return z.NEVER;
     })
-    .default('http://localhost:15014/metrics'),
+    .optional(),
   ISTIOD_SYNC_TIMEOUT: duration('ISTIOD_SYNC_TIMEOUT', { min: 1000 }).default(60_000),
   ROTATE_ENDPOINT: bool.default(false),
   LOG_LEVEL: oneOf(LOG_LEVELS).default('info'),
@@ -355,12 +355,14 @@ export function loadSettings(source: Readonly<Record<string, string | undefined>
     clusterName: r.CLUSTER_NAME,
     certCommonName: r.CERT_COMMON_NAME,
     certOrganization: r.CERT_ORGANIZATION,
-    certDnsSans: r.CERT_DNS_SANS,
+    // zod's default() would also replace the `undefined` an empty value maps to, so these three
+    // defaults apply only when the setting is absent.
+    certDnsSans: picked.CERT_DNS_SANS === undefined ? ['istiod.istio-system.svc'] : r.CERT_DNS_SANS!,
     certDir: r.CERT_DIR,
     extraTrustRootsFile: r.EXTRA_TRUST_ROOTS_FILE,
     initTimeoutMs: r.INIT_TIMEOUT,
-    metricsAddr: r.METRICS_ADDR,
-    istiodMetricsUrl: r.ISTIOD_METRICS_URL,
+    metricsAddr: picked.METRICS_ADDR === undefined ? { host: '0.0.0.0', port: 15099 } : r.METRICS_ADDR,
+    istiodMetricsUrl: picked.ISTIOD_METRICS_URL === undefined ? 'http://localhost:15014/metrics' : r.ISTIOD_METRICS_URL,
     istiodSyncTimeoutMs: r.ISTIOD_SYNC_TIMEOUT,
     rotateEndpoint: r.ROTATE_ENDPOINT,
     logLevel: r.LOG_LEVEL,
