@@ -80,6 +80,9 @@ export class Renewer {
     } catch (err) {
       return { kind: 'invalid', problem: `cannot read ${this.d.certDir}: ${describeError(err)}` };
     }
+    // Tidy what a crash mid-publish may have left (never touches the current generation).
+    const removed = await this.d.writer.prune([]);
+    if (removed.length) this.d.log.info({ removed }, 'removed stale generation folders');
     if (outcome.state === 'absent') return { kind: 'absent' };
     if (outcome.state === 'incomplete') return { kind: 'invalid', problem: `missing ${outcome.missing.join(', ')}` };
     let b: VerifiedBundle;

@@ -2,8 +2,9 @@
  * Publishes a bundle into the cert dir so that a reader always sees one complete, matching generation:
  * write the four files into a new generation folder, fsync them and the folders, then one rename(2) of a
  * symlink onto `..data`. A failure before the rename leaves the published generation untouched and
- * removes the partial folder. At most the current and the previous generation are kept: the previous
- * one stays until the next publish, so a reader that resolved `..data` just before a swap can finish.
+ * removes the partial folder. Replaced generations are removed once their successor is older than
+ * GENERATION_GRACE_MS (the previous one is always kept), so a reader that resolved `..data` just before
+ * a swap can finish, and a crash mid-publish leaves nothing that outlives the grace period.
  */
 import { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -13,12 +14,17 @@ import { AgentError } from '../common/errors.js';
 import { BUNDLE_FILES, type BundleFiles } from '../pki/bundle.js';
 import {
   CERT_MODE, DATA_LINK, DATA_TMP_LINK, DIR_MODE, GEN_DIR, GENERATION_PATTERN, KEY_MODE,
-  dataLinkTarget, genPath, generationName,
+  dataLinkTarget, genPath, generationName, generationTime,
 } from './layout.js';
 import { currentGeneration } from './cert-dir-reader.js';
 
 /** Minimum spacing of publishes: istiod reloads 100 ms after the first event, then reads the files. */
 export const MIN_PUBLISH_INTERVAL_MS = 2000;
+/**
+ * A replaced generation stays on disk at least this long, so a reader that resolved `..data` just
+ * before a swap can finish reading it even if several publishes follow quickly.
+ */
+export const GENERATION_GRACE_MS = 30_000;
 
 const NOT_RETRYABLE = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR']);
 
@@ -75,6 +81,7 @@ export class CertDirWriter {
     readonly certDir: string,
     private readonly clock: Clock,
     private readonly minIntervalMs = MIN_PUBLISH_INTERVAL_MS,
+    private readonly graceMs = GENERATION_GRACE_MS,
   ) {}
 
   /**
@@ -127,17 +134,28 @@ export class CertDirWriter {
   }
 
   /**
-   * Removes generation folders other than `keep` (and stray temporary links). Called after each publish,
-   * and at start to clear what a crash mid-publish left behind. Never throws.
+   * Removes replaced generations whose successor is older than the grace period (never the current or
+   * `keep`), and stray temporary links. Called after each publish and at start (a crash mid-publish
+   * leaves a partial folder behind). Never throws. Returns what it removed.
    */
   async prune(keep: readonly (string | undefined)[]): Promise<string[]> {
     const removed: string[] = [];
     const base = path.join(this.certDir, GEN_DIR);
-    const entries = await fs.readdir(base).catch(() => [] as string[]);
+    const entries = (await fs.readdir(base).catch(() => [] as string[])).sort();
     const current = await currentGeneration(this.certDir);
+    const now = this.clock.now();
+    const gens = entries.filter((e) => GENERATION_PATTERN.test(e));
     for (const e of entries) {
       if (e === current || keep.includes(e)) continue;
-      if (!GENERATION_PATTERN.test(e) && e !== DATA_TMP_LINK && !e.endsWith('.pem.tmp')) continue;
+      if (GENERATION_PATTERN.test(e) && current !== undefined && e > current) {
+        // Newer than the published one: a crash left it half-written, and no reader ever saw it.
+      } else if (GENERATION_PATTERN.test(e)) {
+        const successor = gens[gens.indexOf(e) + 1];
+        const replacedAt = successor === undefined ? undefined : generationTime(successor);
+        if (replacedAt === undefined || now - replacedAt < this.graceMs) continue;
+      } else if (e !== DATA_TMP_LINK && !e.endsWith('.pem.tmp')) {
+        continue;
+      }
       await fs.rm(path.join(base, e), { recursive: true, force: true }).then(
         () => removed.push(e),
         () => undefined,

@@ -28,6 +28,14 @@ export function generationName(now: number, seq: number): string {
 
 export const GENERATION_PATTERN = /^\d{8}T\d{9}Z-\d{4}$/;
 
+/** Creation time encoded in a generation name, or undefined for a name this agent did not make. */
+export function generationTime(name: string): number | undefined {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z-\d{4}$/.exec(name);
+  if (!m) return undefined;
+  const [, y, mo, d, h, mi, s, ms] = m.map(Number) as number[];
+  return Date.UTC(y!, mo! - 1, d!, h!, mi!, s!, ms!);
+}
+
 export function genPath(certDir: string, gen: string): string {
   return path.join(certDir, GEN_DIR, gen);
 }
