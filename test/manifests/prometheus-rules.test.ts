@@ -205,6 +205,21 @@ describe('scrape manifests (manifests/prometheus)', () => {
     // The relabelling itself runs in a real Prometheus in test/integration/prometheus-scrape.test.ts.
   });
 
+  it("the deploy manifests name the agent's container port agent-metrics, as the scrape configs select", () => {
+    const yamlFiles = (dir: string): string[] =>
+      fs.existsSync(dir) ? fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => /\.ya?ml$/.test(f)).map((f) => path.join(dir, f)) : [];
+    const files = [...yamlFiles(path.resolve('manifests/kustomize')), ...yamlFiles(path.resolve('manifests/helm'))];
+    let ports = 0;
+    for (const file of files) {
+      const text = fs.readFileSync(file, 'utf8');
+      const declared = [...text.matchAll(/containerPort:\s*15099\b/g)].length;
+      const named = [...text.matchAll(/-\s*name:\s*(\S+)\s*\n\s*containerPort:\s*15099\b/g)].map((m) => m[1]);
+      expect(named, file).toEqual(Array(declared).fill('agent-metrics'));
+      ports += declared;
+    }
+    if (files.length > 0) expect(ports, 'no containerPort 15099 in manifests/kustomize or manifests/helm').toBeGreaterThan(0);
+  });
+
   it.skipIf(!requireCommand('kubectl', 'install kubectl'))('kustomize renders the PodMonitor and the PrometheusRule', () => {
     const out = execFileSync('kubectl', ['kustomize', DIR], { encoding: 'utf8' });
     const docs = YAML.parseAllDocuments(out).map((d) => d.toJS() as { kind: string; metadata: { name: string } });
