@@ -1,7 +1,7 @@
 /**
  * A Clock in fake time: `sleep` arms a timer that fires only when the test advances time past it.
  * `waitForSleepers` lets a test wait until the code under test is actually waiting before advancing,
- * so no test sleeps for real and no advance races the code it drives.
+ * so no fake-time wait is ever slept for real and no advance races the code it drives.
  */
 import { AbortedError, type Clock } from '../../src/common/clock.js';
 
@@ -46,13 +46,36 @@ export class FakeClock implements Clock {
     return this.timers.length ? Math.min(...this.timers.map((t) => t.at)) : undefined;
   }
 
-  /** Resolves once at least `n` timers are armed (after letting pending promise jobs run). */
-  async waitForSleepers(n = 1, maxTicks = 10_000): Promise<void> {
-    for (let i = 0; i < maxTicks; i++) {
-      if (this.timers.length >= n) return;
-      await new Promise((r) => setImmediate(r));
+  /**
+   * Resolves once at least `n` timers are armed. The code under test may be doing real asynchronous
+   * work meanwhile (key generation, file I/O), so this polls for up to `realMs` of real time; it does
+   * not move fake time.
+   */
+  async waitForSleepers(n = 1, realMs = 10_000): Promise<void> {
+    const until = Date.now() + realMs;
+    while (this.timers.length < n) {
+      if (Date.now() > until) throw new Error(`expected ${n} armed timer(s), have ${this.timers.length}`);
+      await new Promise((r) => setTimeout(r, 1));
     }
-    throw new Error(`expected ${n} armed timer(s), have ${this.timers.length}`);
+  }
+
+  /**
+   * Runs `p` to completion in fake time: whenever the code under test waits on this clock, fires its
+   * timer. Throws after `maxTimers` timers, to catch loops that never finish.
+   */
+  async drive<T>(p: Promise<T>, maxTimers = 1000): Promise<T> {
+    let settled = false;
+    const done = p.finally(() => {
+      settled = true;
+    });
+    done.catch(() => undefined);
+    for (let fired = 0; !settled; ) {
+      await until(() => settled || this.timers.length > 0);
+      if (settled) break;
+      if (++fired > maxTimers) throw new Error(`still running after ${maxTimers} timers`);
+      await this.fireNext();
+    }
+    return done;
   }
 
   /** Moves time forward by `ms`, firing due timers in order. */
@@ -82,5 +105,14 @@ export class FakeClock implements Clock {
     const at = this.nextAt;
     if (at === undefined) throw new Error('no timer armed');
     await this.advanceTo(at);
+  }
+}
+
+/** Polls `cond` in real time (the code under test may be doing real async work) for up to `realMs`. */
+export async function until(cond: () => boolean, realMs = 10_000): Promise<void> {
+  const deadline = Date.now() + realMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 1));
   }
 }

@@ -1,0 +1,69 @@
+/**
+ * A VaultCa that signs CSRs for real with a test root, in memory, so unit tests drive the agent's whole
+ * issue-verify-publish path without a server. Failures are programmed per call.
+ */
+import type { VaultCa } from '../../src/vault/vault-ca.js';
+import type { SignIntermediateResult } from '../../src/vault/pki-api.js';
+import { x509 } from '../../src/pki/x509.js';
+import type { TestCa } from './test-pki.js';
+
+export type Behaviour = 'ok' | Error | ((n: number) => Promise<SignIntermediateResult> | SignIntermediateResult | Error | 'ok');
+
+export class FakeVaultCa implements VaultCa {
+  signCalls = 0;
+  readCalls = 0;
+  closed = 0;
+  /** Per-call behaviours for sign, consumed in order; then `otherwise`. */
+  queue: Behaviour[] = [];
+  otherwise: Behaviour = 'ok';
+  /** When set, sign waits for this promise first (to hold a request in flight). */
+  gate: Promise<void> | undefined;
+  lifetimeMs: number | undefined;
+
+  constructor(public root: TestCa, private now: () => number) {}
+
+  async readIssuer() {
+    this.readCalls++;
+    return { certificate: this.root.pem, caChain: [this.root.pem] };
+  }
+
+  async signIntermediate(params: { csr: string; common_name: string; ttl: string }): Promise<SignIntermediateResult> {
+    const n = ++this.signCalls;
+    if (this.gate) await this.gate;
+    const b = this.queue.shift() ?? this.otherwise;
+    const r = typeof b === 'function' ? await b(n) : b;
+    if (r instanceof Error) throw r;
+    if (r !== 'ok') return r;
+    return this.sign(params.csr, this.lifetimeMs ?? Number(params.ttl.replace(/s$/, '')) * 1000);
+  }
+
+  async sign(csrPem: string, lifetimeMs: number, o: { ca?: boolean; issuer?: TestCa } = {}): Promise<SignIntermediateResult> {
+    const issuer = o.issuer ?? this.root;
+    const csr = new x509.Pkcs10CertificateRequest(csrPem);
+    const now = this.now();
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: (0x1000 + this.signCalls).toString(16),
+      subject: csr.subject,
+      issuer: issuer.cert.subject,
+      notBefore: new Date(now - 30_000),
+      notAfter: new Date(now + lifetimeMs),
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } as EcdsaParams,
+      publicKey: await csr.publicKey.export(),
+      signingKey: issuer.keys.privateKey,
+      extensions: [
+        new x509.BasicConstraintsExtension(o.ca ?? true, 0, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      ],
+    });
+    const pem = cert.toString('pem') + '\n';
+    return { certificate: pem, issuingCa: issuer.pem, caChain: [pem, issuer.pem], serialNumber: cert.serialNumber, warnings: [] };
+  }
+
+  tokenExpiresAt() {
+    return undefined;
+  }
+  setCaCert() {}
+  async close() {
+    this.closed++;
+  }
+}

@@ -1,0 +1,253 @@
+/**
+ * The sidecar's loop in fake time: the whole issue-verify-publish path runs for real (EC keys, a test
+ * root signing CSRs, files on a temp dir); only time and Vault are fakes. No test sleeps for real.
+ */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MAX_TIMER_MS, WAKE_INTERVAL_MS } from '../../src/common/clock.js';
+import { AgentError } from '../../src/common/errors.js';
+import { BACKOFF_CAP_MS } from '../../src/agent/backoff.js';
+import { RenewalLoop } from '../../src/agent/renewal-loop.js';
+import { Renewer } from '../../src/agent/renewer.js';
+import { runInit } from '../../src/agent/init-mode.js';
+import { keySpec } from '../../src/pki/keys.js';
+import { CertDirWriter } from '../../src/store/cert-dir-writer.js';
+import { AgentMetrics } from '../../src/telemetry/metrics.js';
+import { FakeClock, until } from '../helpers/fake-clock.js';
+import { FakeVaultCa } from '../helpers/fake-vault-ca.js';
+import { captureLog } from '../helpers/log-sink.js';
+import { makeRoot, type TestCa } from '../helpers/test-pki.js';
+
+const H = 3_600_000;
+const unreachable = () => new AgentError('while signing: connect ECONNREFUSED', { code: 'VAULT_UNREACHABLE', reason: 'vault_unreachable', retryable: true });
+const denied = () => new AgentError('while signing: HTTP 403 permission denied', { code: 'VAULT_DENIED', reason: 'vault_denied', retryable: false });
+
+let root: TestCa;
+let dir: string;
+
+beforeEach(async () => {
+  root ??= await makeRoot();
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-loop-'));
+});
+afterEach(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+function setup(o: { certTtlMs?: number; renewBeforeMs?: number; random?: () => number } = {}) {
+  const clock = new FakeClock(Date.now());
+  const vault = new FakeVaultCa(root, () => clock.now());
+  const cap = captureLog();
+  const metrics = new AgentMetrics('test', { defaultMetrics: false });
+  const renewer = new Renewer({
+    vault,
+    writer: new CertDirWriter(dir, clock, 0),
+    clock,
+    random: o.random ?? (() => 0),
+    log: cap.log,
+    metrics,
+    certDir: dir,
+    key: keySpec('ec', 256),
+    subject: { commonName: 'Intermediate CA', organization: 'Istio', locality: 'c1', dnsSans: [] },
+    certTtlMs: o.certTtlMs ?? 30 * 24 * H,
+    renewBeforeMs: o.renewBeforeMs,
+    signPath: 'pki/root/sign-intermediate',
+    extraRoots: () => [],
+  });
+  const loop = new RenewalLoop({ renewer, clock, random: o.random ?? (() => 0), log: cap.log, metrics });
+  const ctl = new AbortController();
+  return { clock, vault, cap, metrics, renewer, loop, ctl };
+}
+
+const serialOnDisk = async () => (await fs.readFile(path.join(dir, 'ca-cert.pem'), 'utf8'));
+const dataTarget = () => fs.readlink(path.join(dir, '..data'));
+
+describe('RenewalLoop (fake time)', () => {
+  it('issues when nothing is on disk, then renews at the instant the policy computes', async () => {
+    const t = setup({ certTtlMs: 30 * 24 * H });
+    const running = t.loop.run(t.ctl.signal);
+    await t.clock.waitForSleepers(1);
+    expect(t.vault.signCalls).toBe(1);
+    const first = t.renewer.current!;
+    const lifetime = first.intermediate.notAfter - first.intermediate.notBefore;
+    expect(t.renewer.renewAt).toBe(first.intermediate.notAfter - lifetime / 3);
+    // Long sleeps are sliced so no timer exceeds setTimeout's limit and the wall clock is re-read.
+    expect(Math.max(...t.clock.requested)).toBeLessThanOrEqual(WAKE_INTERVAL_MS);
+    await t.clock.advanceTo(t.renewer.renewAt! - 1);
+    expect(t.vault.signCalls).toBe(1);
+    await t.clock.advanceTo(t.renewer.renewAt!);
+    await t.clock.waitForSleepers(1);
+    expect(t.vault.signCalls).toBe(2);
+    expect(t.renewer.current!.intermediate.serial).not.toBe(first.intermediate.serial);
+    t.ctl.abort();
+    await running;
+  });
+
+  it('adopts a valid bundle on disk after a restart instead of issuing', async () => {
+    const a = setup();
+    const r1 = a.loop.run(a.ctl.signal);
+    await a.clock.waitForSleepers(1);
+    a.ctl.abort();
+    await r1;
+    const before = await dataTarget();
+    const b = setup();
+    const r2 = b.loop.run(b.ctl.signal);
+    await b.clock.waitForSleepers(1);
+    expect(b.vault.signCalls).toBe(0);
+    expect(await dataTarget()).toBe(before);
+    expect(b.renewer.isReady()).toBe(true);
+    b.ctl.abort();
+    await r2;
+  });
+
+  it('backs off 1 s doubling to a 5 min cap while Vault is down, keeping the current files', async () => {
+    const t = setup({ certTtlMs: 30 * 24 * H });
+    const running = t.loop.run(t.ctl.signal);
+    await t.clock.waitForSleepers(1);
+    const published = await dataTarget();
+    const content = await serialOnDisk();
+    t.vault.otherwise = unreachable();
+    await t.clock.advanceTo(t.renewer.renewAt!);
+    const sleeps: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      await t.clock.waitForSleepers(1);
+      sleeps.push(t.clock.requested.at(-1)!);
+      await t.clock.fireNext();
+    }
+    // random() = 0: the lower edge of equal jitter, half of 1 s, 2 s, 4 s ... capped at 5 min.
+    expect(sleeps).toEqual([500, 1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000, 150000, 150000, 150000]);
+    expect(await dataTarget()).toBe(published);
+    expect(await serialOnDisk()).toBe(content);
+    const m = await t.metrics.registry.getSingleMetricAsString('istiod_vault_agent_issuances_total');
+    expect(m).toContain('istiod_vault_agent_issuances_total{result="failure",reason="vault_unreachable"} 13');
+    // Vault heals: the next retry succeeds and the schedule resets.
+    t.vault.otherwise = 'ok';
+    await t.clock.waitForSleepers(1);
+    await t.clock.fireNext();
+    await t.clock.waitForSleepers(1);
+    expect(await dataTarget()).not.toBe(published);
+    t.ctl.abort();
+    await running;
+  });
+
+  it('retries a failure a quick retry cannot fix at the cap, not in a tight loop', async () => {
+    const t = setup();
+    const running = t.loop.run(t.ctl.signal);
+    await t.clock.waitForSleepers(1);
+    t.vault.otherwise = denied();
+    await t.clock.advanceTo(t.renewer.renewAt!);
+    await t.clock.waitForSleepers(1);
+    expect(t.clock.requested.at(-1)).toBe(BACKOFF_CAP_MS);
+    t.ctl.abort();
+    await running;
+  });
+
+  it('under a long outage, still tries before the current certificate expires', async () => {
+    const t = setup({ certTtlMs: 2 * H, renewBeforeMs: 60 * 60_000, random: () => 0.99 });
+    const running = t.loop.run(t.ctl.signal);
+    await t.clock.waitForSleepers(1);
+    const notAfter = t.renewer.current!.intermediate.notAfter;
+    t.vault.otherwise = unreachable();
+    await t.clock.advanceTo(t.renewer.renewAt!);
+    const attempts: number[] = [];
+    while (t.clock.now() < notAfter) {
+      await t.clock.waitForSleepers(1);
+      attempts.push(t.clock.now());
+      await t.clock.fireNext();
+    }
+    // Each wait is at most half of what is left: the last tries come ever closer to notAfter.
+    const lastBefore = attempts.filter((a) => a < notAfter).at(-1)!;
+    expect(notAfter - lastBefore).toBeLessThan(5000);
+    t.ctl.abort();
+    await running;
+  });
+
+  it('sleeps across a one-year lifetime in slices no timer overflows, and honours a clock jump', async () => {
+    const t = setup({ certTtlMs: 365 * 24 * H });
+    const running = t.loop.run(t.ctl.signal);
+    await t.clock.waitForSleepers(1);
+    const renewAt = t.renewer.renewAt!;
+    expect(renewAt - t.clock.now()).toBeGreaterThan(MAX_TIMER_MS);
+    for (const ms of t.clock.requested) expect(ms).toBeLessThanOrEqual(MAX_TIMER_MS);
+    // The host was suspended for months: on the next wake the loop sees the wall clock is past due.
+    t.clock.jump(renewAt - t.clock.now() + 1000);
+    await t.clock.fireNext();
+    await t.clock.waitForSleepers(1);
+    expect(t.vault.signCalls).toBe(2);
+    t.ctl.abort();
+    await running;
+  });
+
+  it('rotates at once on request, through the same verified path', async () => {
+    const t = setup();
+    const running = t.loop.run(t.ctl.signal);
+    await t.clock.waitForSleepers(1);
+    const before = t.renewer.current!.intermediate.serial;
+    t.loop.requestRotation('test');
+    await t.clock.waitForSleepers(1);
+    expect(t.vault.signCalls).toBe(2);
+    expect(t.renewer.current!.intermediate.serial).not.toBe(before);
+    expect(t.cap.lines.some((l) => l.msg === 'published a new intermediate' && l.trigger === 'rotate')).toBe(true);
+    t.ctl.abort();
+    await running;
+  });
+
+  it('on shutdown mid-issuance, returns without publishing', async () => {
+    const t = setup();
+    const running = t.loop.run(t.ctl.signal);
+    await t.clock.waitForSleepers(1);
+    const published = await dataTarget();
+    let release!: () => void;
+    t.vault.gate = new Promise((r) => (release = r));
+    t.loop.requestRotation('test');
+    await until(() => t.vault.signCalls === 2);
+    t.ctl.abort();
+    await running;
+    release();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await dataTarget()).toBe(published);
+    expect((await fs.readdir(path.join(dir, '.gen'))).length).toBe(1);
+  });
+
+  it('refuses a response Vault signed with a different root and keeps the files', async () => {
+    const t = setup();
+    const running = t.loop.run(t.ctl.signal);
+    await t.clock.waitForSleepers(1);
+    const published = await dataTarget();
+    const other = await makeRoot('CN=Rotated Root');
+    t.vault.root = other;
+    t.loop.requestRotation('test');
+    await t.clock.waitForSleepers(1);
+    expect(await dataTarget()).toBe(published);
+    const err = t.cap.lines.find((l) => l.reason === 'root_changed');
+    expect(String(err?.msg)).toMatch(/Vault's root "CN=Rotated Root".*is not the root istiod trusts/);
+    // Refused before signing: no intermediate was minted under the new root.
+    expect(t.vault.signCalls).toBe(1);
+    t.ctl.abort();
+    await running;
+  });
+});
+
+describe('runInit (fake time)', () => {
+  it('retries retryable failures until INIT_TIMEOUT, then reports the last reason', async () => {
+    const t = setup();
+    t.vault.otherwise = unreachable();
+    const r = await t.clock.drive(runInit(t.renewer, { clock: t.clock, random: () => 0, log: t.cap.log }, { timeoutMs: 10_000 }));
+    expect(r.ok).toBe(false);
+    if (!r.ok) {
+      expect(r.timedOut).toBe(true);
+      expect(r.error.reason).toBe('vault_unreachable');
+    }
+    // 0.5 + 1 + 2 + 4 s of backoff fit in 10 s; the next 8 s would not.
+    expect(t.vault.signCalls).toBe(5);
+  });
+
+  it('stops at once on a failure a retry cannot fix', async () => {
+    const t = setup();
+    t.vault.otherwise = denied();
+    const r = await runInit(t.renewer, { clock: t.clock, random: () => 0, log: t.cap.log }, { timeoutMs: 60_000 });
+    expect(r).toMatchObject({ ok: false, timedOut: false });
+    expect(t.vault.signCalls).toBe(1);
+  });
+});
