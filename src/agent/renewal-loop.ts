@@ -48,6 +48,8 @@ export class RenewalLoop {
         log.warn({ state: state.kind, ...(state.kind === 'invalid' ? { problem: state.problem } : {}) }, 'no valid bundle on disk; issuing one');
       }
     }
+    // Whatever istiod started with (adopted here, or just issued by `run`'s first phase) is checked too.
+    if (renewer.current) this.startSync(renewer.current.intermediate.serial, renewer.current.intermediate.notAfter, signal);
     let attempt = 0;
     while (!signal.aborted) {
       const trigger = this.trigger();

@@ -60,6 +60,9 @@ export class AgentMetrics {
     this.tokenExpiration = new Gauge({ name: `${p}vault_token_expiration_timestamp_seconds`, help: "Expiry of the agent's Vault token, as a Unix timestamp", registers: r });
 
     this.buildInfo.set({ version }, 1);
+    // An unlabelled gauge reads 0 until set, which would claim "out of sync" or "expired in 1970":
+    // absent until known.
+    for (const g of [this.renewalTime, this.lastSuccess, this.requestedTtl, this.grantedTtl, this.istiodInSync, this.tokenExpiration]) g.remove();
     this.issuances.inc({ result: 'success', reason: 'none' }, 0);
     for (const reason of FAILURE_REASONS) this.issuances.inc({ result: 'failure', reason }, 0);
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
@@ -88,7 +91,7 @@ export class AgentMetrics {
   }
 
   setInSync(state: boolean | undefined): void {
-    if (state === undefined) this.istiodInSync.reset();
+    if (state === undefined) this.istiodInSync.remove();
     else this.istiodInSync.set(state ? 1 : 0);
   }
 }
