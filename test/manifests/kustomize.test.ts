@@ -4,10 +4,15 @@
  * there, `cacerts` is a memory emptyDir with no Secret left, discovery reads it read-only through an
  * absolute ROOT_CA_DIR, and every other document is byte-for-byte (deep-equal) what the chart rendered.
  */
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { SETTINGS } from '../../src/config.js';
 import { requireCommand } from '../helpers/tools.js';
 import { checkAgentDeployment, checkOnlyIstiodChanged, KUSTOMIZE_EXPECT } from './support/agent-pod.js';
-import { deployments, docs, fixture, fixturesPresent, kustomize, revisioned, type Variant } from './support/render.js';
+import { deployments, docs, fixture, fixturesPresent, KUSTOMIZE_DIR, kustomize, revisioned, type Variant } from './support/render.js';
 
 const haveKubectl = requireCommand('kubectl', 'kubectl >= 1.27 (kustomize v5): apt-get install kubectl, or the kubernetes release binary');
 
@@ -73,5 +78,26 @@ describe.skipIf(!haveKubectl || !fixturesPresent)('kustomize components on the i
     const out = docs(await kustomize(input, 'native'));
     checkOnlyIstiodChanged(docs(input), out);
     expect(out.find((d) => d.metadata.name === 'web')).toEqual(docs(other)[0]);
+  });
+
+  it('builds the example overlay (examples/: rendered chart + native + ConfigMap + image override)', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ivagent-example-'));
+    try {
+      cpSync(KUSTOMIZE_DIR, dir, { recursive: true });
+      writeFileSync(path.join(dir, 'examples', 'istiod.yaml'), fixture('pilot_default.yaml'));
+      const out = docs(execFileSync('kubectl', ['kustomize', path.join(dir, 'examples')], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }));
+      const image = 'registry.example.com/mesh/istiod-vault-agent:0.1.0';
+      checkAgentDeployment(deployments(out)[0]!, { ...KUSTOMIZE_EXPECT('native'), image });
+      const cm = out.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'istiod-vault-agent')!;
+      expect(cm.metadata.namespace).toBe('istio-system');
+      expect(Object.keys(cm.data)).toEqual(expect.arrayContaining(['VAULT_ADDR', 'AUTH_METHOD', 'AUTH_MOUNT', 'AUTH_ROLE', 'PKI_SIGN_PATH', 'CLUSTER_NAME']));
+      const known = SETTINGS.map((x) => x.env);
+      for (const k of Object.keys(cm.data)) expect(known, `ConfigMap key ${k}`).toContain(k);
+      // The ConfigMap must not set what the manifests own.
+      expect(cm.data).not.toHaveProperty('CERT_DIR');
+      expect(cm.data).not.toHaveProperty('SA_TOKEN_PATH');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { expect } from 'vitest';
 import pkg from '../../../package.json' with { type: 'json' };
+import { SETTINGS } from '../../../src/config.js';
 import { deployments, key, type Obj, type Variant } from './render.js';
 
 export const AGENT_IMAGE = `istiod-vault-agent:${pkg.version}`;
@@ -58,6 +59,7 @@ function checkAgentContainer(c: Obj, e: Expect, tokenMountPath: string): void {
   expect(c.command, 'the image ENTRYPOINT runs the agent; only args are set').toBeUndefined();
   expect(c.envFrom).toEqual([{ configMapRef: { name: CONFIGMAP } }]);
   const env = envOf(c);
+  for (const name of Object.keys(env)) expect(SETTINGS.map((s) => s.env), `${c.name}: env ${name} is an agent setting`).toContain(name);
   expect(env.CERT_DIR).toBe(e.agentCertDir);
   expect(env.SA_TOKEN_PATH).toBe(path.posix.join(tokenMountPath, 'token'));
   expect(c.securityContext).toEqual(SECURITY_CONTEXT);
