@@ -78,6 +78,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   // A private HOME: `-dev` otherwise writes the root token to ~/.vault-token.
   const home = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-bao-'));
   const certDir = path.join(home, 'tls');
+  if (opts.tls) await fs.mkdir(certDir, { mode: 0o700 });
   const args = ['server', '-dev', `-dev-root-token-id=${rootToken}`, `-dev-listen-address=127.0.0.1:${port}`, '-dev-no-store-token'];
   if (opts.tls) args.push('-dev-tls', `-dev-tls-cert-dir=${certDir}`);
   const child = spawn(opts.bin, args, {
