@@ -126,7 +126,7 @@ export function checkAgentDeployment(dep: Obj, e: Expect): void {
     expect(init.restartPolicy).toBeUndefined();
     const side = byName(containers as { name: string }[], 'istiod-vault-agent') as Obj;
     expect(side.args).toEqual(['sidecar']);
-    expect(containers[0].name, 'discovery stays the first (default) container').toBe('discovery');
+    expect(containers[0]!.name, 'discovery stays the first (default) container').toBe('discovery');
     expect(side.ports).toEqual([{ name: 'agent-metrics', containerPort: METRICS_PORT, protocol: 'TCP' }]);
     probe(side.livenessProbe, '/healthz');
     probe(side.readinessProbe, '/readyz');
