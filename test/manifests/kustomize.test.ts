@@ -96,6 +96,7 @@ describe.skipIf(!haveKubectl || !fixturesPresent)('kustomize components on the i
       // The ConfigMap must not set what the manifests own.
       expect(cm.data).not.toHaveProperty('CERT_DIR');
       expect(cm.data).not.toHaveProperty('SA_TOKEN_PATH');
+      expect(cm.data).not.toHaveProperty('METRICS_ADDR');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

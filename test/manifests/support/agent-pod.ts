@@ -130,6 +130,7 @@ export function checkAgentDeployment(dep: Obj, e: Expect): void {
     expect(side.ports).toEqual([{ name: 'agent-metrics', containerPort: METRICS_PORT, protocol: 'TCP' }]);
     probe(side.livenessProbe, '/healthz');
     probe(side.readinessProbe, '/readyz');
+    expect(envOf(side).METRICS_ADDR, 'the probes need the metrics server on 15099').toBe(`:${METRICS_PORT}`);
     for (const c of [init, side]) checkAgentContainer(c, e, tokenMountOf(c));
   } else {
     expect(agentContainers.map((c) => c.name)).toEqual(['istiod-vault-agent']);
@@ -143,6 +144,7 @@ export function checkAgentDeployment(dep: Obj, e: Expect): void {
     expect(native.startupProbe.periodSeconds * native.startupProbe.failureThreshold).toBeGreaterThanOrEqual(300);
     probe(native.livenessProbe, '/healthz');
     probe(native.readinessProbe, '/readyz');
+    expect(envOf(native).METRICS_ADDR, 'the probes need the metrics server on 15099').toBe(`:${METRICS_PORT}`);
     checkAgentContainer(native, e, tokenMountOf(native));
   }
 }
