@@ -47,6 +47,7 @@ export interface Settings {
   certDnsSans: string[];
   certDir: string;
   extraTrustRootsFile: string | undefined;
+  minPublishIntervalMs: number;
   initTimeoutMs: number;
   metricsAddr: { host: string; port: number } | undefined;
   istiodMetricsUrl: string | undefined;
@@ -166,6 +167,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { env: 'CERT_DNS_SANS', default: 'istiod.istio-system.svc', help: 'comma-separated DNS SANs of the intermediate (empty for none)' },
   { env: 'CERT_DIR', default: '/etc/cacerts', help: 'where the four files go (a memory emptyDir; istiod\'s ROOT_CA_DIR)' },
   { env: 'EXTRA_TRUST_ROOTS_FILE', default: undefined, help: 'PEM file of extra trust anchors appended to root-cert.pem (e.g. an old root during a migration); re-read when it changes' },
+  { env: 'MIN_PUBLISH_INTERVAL', default: '2s', help: 'minimum time between two publishes into CERT_DIR; istiod reloads 100 ms after the first event, so keep it at seconds (lower only for tests)' },
   { env: 'INIT_TIMEOUT', default: '5m', help: 'how long `init` keeps retrying retryable failures' },
   { env: 'METRICS_ADDR', default: ':15099', help: '`/metrics`, `/healthz`, `/readyz` listen address (empty disables)' },
   { env: 'ISTIOD_METRICS_URL', default: 'http://localhost:15014/metrics', help: "istiod's metrics, read after each publish to confirm istiod loaded it; empty disables" },
@@ -256,6 +258,7 @@ const rawSchema = z.object({
     .optional(),
   CERT_DIR: nonEmpty.default('/etc/cacerts'),
   EXTRA_TRUST_ROOTS_FILE: optional,
+  MIN_PUBLISH_INTERVAL: duration('MIN_PUBLISH_INTERVAL', { allowZero: true }).default(2000),
   INIT_TIMEOUT: duration('INIT_TIMEOUT', { min: 1000 }).default(300_000),
   METRICS_ADDR: listenAddr.optional(),
   ISTIOD_METRICS_URL: z
@@ -360,6 +363,7 @@ export function loadSettings(source: Readonly<Record<string, string | undefined>
     certDnsSans: picked.CERT_DNS_SANS === undefined ? ['istiod.istio-system.svc'] : r.CERT_DNS_SANS!,
     certDir: r.CERT_DIR,
     extraTrustRootsFile: r.EXTRA_TRUST_ROOTS_FILE,
+    minPublishIntervalMs: r.MIN_PUBLISH_INTERVAL,
     initTimeoutMs: r.INIT_TIMEOUT,
     metricsAddr: picked.METRICS_ADDR === undefined ? { host: '0.0.0.0', port: 15099 } : r.METRICS_ADDR,
     istiodMetricsUrl: picked.ISTIOD_METRICS_URL === undefined ? 'http://localhost:15014/metrics' : r.ISTIOD_METRICS_URL,

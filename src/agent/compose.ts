@@ -24,8 +24,6 @@ export interface Runtime {
   random: () => number;
   fetchText: FetchText;
   generate?: (spec: KeySpec) => Promise<GeneratedKey>;
-  /** Minimum spacing of publishes (tests shorten it). */
-  minPublishIntervalMs?: number;
 }
 
 export interface Agent {
@@ -117,7 +115,7 @@ export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics
 
   const renewer = new Renewer({
     vault,
-    writer: new CertDirWriter(s.certDir, rt.clock, rt.minPublishIntervalMs),
+    writer: new CertDirWriter(s.certDir, rt.clock, s.minPublishIntervalMs),
     clock: rt.clock,
     random: rt.random,
     log,
