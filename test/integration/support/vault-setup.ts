@@ -11,7 +11,7 @@ import YAML from 'yaml';
 import type { DevEnvironment } from '../../../src/dev/dev-environment.js';
 import { serviceAccountJwt, type ServiceAccountRef } from '../../../src/dev/jwt.js';
 import { vaultBin } from '../../helpers/tools.js';
-import { startTokenReviewServer, type TokenReviewServer } from './tokenreview.js';
+import { startTokenReviewServer, type TokenReviewServer } from '../../helpers/tokenreview-server.js';
 
 export const SETUP_SCRIPT = path.resolve('manifests/vault/setup.sh');
 
