@@ -2,7 +2,7 @@
  * The alerting rules and scrape manifests in manifests/prometheus/: linted and unit-tested with the real
  * promtool (`promtool check rules`, `promtool test rules`), the PrometheusRule kept identical to the plain
  * rule file, every alert documented (severity, summary, description, a runbook anchor that exists in
- * docs/telemetry.md) and covered by promtool cases that fire and that stay quiet, and every metric the
+ * README.md) and covered by promtool cases that fire and that stay quiet, and every metric the
  * rules read is one the agent exports.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -136,7 +136,7 @@ describe('alert rules (manifests/prometheus)', () => {
     );
   });
 
-  const docs = fs.readFileSync(path.resolve('docs/telemetry.md'), 'utf8');
+  const docs = fs.readFileSync(path.resolve('README.md'), 'utf8');
   const anchors = new Set([...docs.matchAll(/^#{1,6}\s+(.+)$/gm)].map((m) => githubSlug(m[1]!)));
 
   it.each(alerts.map((a) => [a.alert, a] as const))('%s has a severity, a summary, a description and a runbook that exists', (name, rule) => {
@@ -145,7 +145,7 @@ describe('alert rules (manifests/prometheus)', () => {
     expect(rule.annotations?.description?.length).toBeGreaterThan(20);
     const anchor = `runbook-${name.toLowerCase()}`;
     expect(rule.annotations?.runbook_url).toBe(RUNBOOK_BASE + anchor);
-    expect([...anchors], `docs/telemetry.md needs a heading "Runbook: ${name}"`).toContain(anchor);
+    expect([...anchors], `README.md needs a heading "Runbook: ${name}"`).toContain(anchor);
     // Alerts on a scrape target must name our job, or they would fire for any down target.
     if (/\bup\b/.test(rule.expr)) expect(rule.expr).toContain(`job="${JOB}"`);
   });
