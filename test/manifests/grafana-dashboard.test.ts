@@ -10,8 +10,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
-import { AgentMetrics } from '../../src/telemetry/metrics.js';
 import { requireCommand } from '../helpers/tools.js';
+import { exportedNames, metricNames } from './support/promql.js';
 
 const DIR = path.resolve('manifests/grafana');
 const FILE = path.join(DIR, 'istiod-vault-agent.json');
@@ -52,33 +52,6 @@ const dash = JSON.parse(text) as Dashboard;
 const panels = dash.panels.flatMap((p) => [p, ...(p.panels ?? [])]);
 const dataPanels = panels.filter((p) => p.type !== 'row');
 const targets = dataPanels.flatMap((p) => (p.targets ?? []).map((t) => ({ panel: p.title, ...t })));
-
-/** Metric names a PromQL expression reads (label names, functions, keywords, variables and durations stripped). */
-function metricNames(expr: string): Set<string> {
-  const stripped = expr
-    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, '""')
-    .replace(/\$\{[^}]*\}|\$\w+/g, ' ')
-    .replace(/\{[^}]*\}/g, ' ')
-    .replace(/\[[^\]]*\]/g, ' ')
-    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
-  const keywords = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'and', 'or', 'unless', 'bool', 'offset', 'inf', 'nan']);
-  const out = new Set<string>();
-  for (const m of stripped.matchAll(/(?<![\w.])([a-zA-Z_:][\w:]*)(\s*\()?/g)) {
-    if (m[2] || keywords.has(m[1]!.toLowerCase())) continue;
-    out.add(m[1]!);
-  }
-  return out;
-}
-
-async function exportedNames(): Promise<Set<string>> {
-  const metrics = new AgentMetrics('test');
-  const names = new Set<string>();
-  for (const m of await metrics.registry.getMetricsAsJSON()) {
-    names.add(m.name);
-    if (String(m.type) === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(m.name + s);
-  }
-  return names;
-}
 
 describe('Grafana dashboard (manifests/grafana)', () => {
   it('is a dashboard with a stable uid and title', () => {

@@ -4,22 +4,14 @@
  * Same semantics as requireCommand: missing under CI=true fails, elsewhere the tests skip.
  */
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { IN_CI } from '../../helpers/tools.js';
+import { isExecutable } from '../../../src/dev/bao-binary.js';
 
 export const HELM_VERSION = 'v3.19.0';
 export const HELM_INSTALL = `go install helm.sh/helm/v3/cmd/helm@${HELM_VERSION}`;
 
-function executable(file: string): boolean {
-  try {
-    accessSync(file, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function goBinDirs(): string[] {
   const dirs = [path.join(os.homedir(), 'go', 'bin')];
@@ -37,7 +29,7 @@ function goBinDirs(): string[] {
 export function findHelm(): string {
   for (const dir of [...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean), ...goBinDirs()]) {
     const candidate = path.join(dir, 'helm');
-    if (!executable(candidate)) continue;
+    if (!isExecutable(candidate)) continue;
     const v = spawnSync(candidate, ['version', '--short'], { encoding: 'utf8' });
     if (v.status === 0 && v.stdout.startsWith('v3.')) return candidate;
   }
