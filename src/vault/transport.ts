@@ -39,10 +39,6 @@ export interface TransportOptions {
   observe?: (operation: string, code: string, seconds: number) => void;
 }
 
-interface NodeVaultResponseError {
-  response?: { statusCode?: number; body?: unknown };
-}
-
 function buildClient(opts: TransportOptions, caCert: string | undefined) {
   const requestOptions: Record<string, unknown> = { strictSSL: !opts.skipVerify, timeout: opts.timeoutMs };
   if (caCert !== undefined) requestOptions.ca = caCert;
@@ -106,5 +102,3 @@ export function createVaultTransport(opts: TransportOptions): VaultTransport {
     },
   };
 }
-
-export type { NodeVaultResponseError };
