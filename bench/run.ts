@@ -1,0 +1,359 @@
+/**
+ * `npm run bench`: our agent next to OpenBao's agent (`bao agent`, the vault-agent of the "Vaulted Istio
+ * certificates" setup), measured side by side in one run on this machine against one local OpenBao:
+ *
+ *   1. cold `init` (process start to the four files published and exit) for EC P-256, RSA 2048 and
+ *      RSA 4096, the minified bundle, `bao agent` with exit_after_auth rendering the same four files
+ *      from kv-v2, and the floors (`node -e 0`, loading the bundle only, `bao version`);
+ *   2. idle sidecar RSS and CPU over a window, ours (`run`) next to `bao agent` as a template sidecar;
+ *   3. CPU time per renewal (EC, RSA 2048), driven by POST /rotate.
+ *
+ * Then a CPU profile of one `init` and of loading the bundle says where the start-up time goes.
+ * Writes the figures to bench/RESULTS.md (bench section). Flags: --quick (fewer runs, shorter windows,
+ * prints only unless --write), --runs N, --idle-seconds S, --rotations N, --strict (exit 1 when a target
+ * is missed), --write.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { agentEnv, metricsUrl, postRotate, startAgent, type AgentProcess, type LogLine } from './lib/agent.js';
+import { certBase, parseArgs } from './lib/args.js';
+import { BUNDLE_FILE_NAMES, startBaoAgent, writeBaoAgentConfig } from './lib/bao-agent.js';
+import { buildBundles, type Bundles } from './lib/bundles.js';
+import { bundleComposition, profileRun } from './lib/cpu-profile.js';
+import { describeMachine, machineMarkdown } from './lib/machine.js';
+import { setupKvBundle, startBao } from './lib/openbao.js';
+import { cpuMs, memory } from './lib/proc.js';
+import { writeSection } from './lib/results.js';
+import { fmt, median, mib, summarize, type Summary } from './lib/stats.js';
+import type { DevEnvironment } from '../src/dev/dev-environment.js';
+
+const args = parseArgs(process.argv.slice(2), { quick: 'flag', runs: 'number', 'idle-seconds': 'number', rotations: 'number', strict: 'flag', write: 'flag' });
+const quick = args.quick === true;
+const RUNS = (args.runs as number | undefined) ?? (quick ? 3 : 10);
+const IDLE_S = (args['idle-seconds'] as number | undefined) ?? (quick ? 10 : 60);
+const ROTATIONS = (args.rotations as number | undefined) ?? (quick ? 20 : 100);
+const WRITE = args.write === true || !quick;
+const LONG_TTL = '8760h';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const log = (m: string) => console.error(`[bench] ${m}`);
+
+interface Scratch {
+  dir(prefix: string): string;
+  cleanup(): void;
+}
+
+function scratch(): Scratch {
+  const base = fs.mkdtempSync(path.join(certBase(), 'ivagent-bench-'));
+  let n = 0;
+  return {
+    dir: (prefix) => {
+      const d = path.join(base, `${prefix}-${++n}`);
+      fs.mkdirSync(d);
+      return d;
+    },
+    cleanup: () => fs.rmSync(base, { recursive: true, force: true }),
+  };
+}
+
+function assertBundleFiles(dir: string, who: string): void {
+  for (const f of BUNDLE_FILE_NAMES) {
+    const p = path.join(dir, f);
+    if (!fs.existsSync(p) || fs.statSync(p).size === 0) throw new Error(`${who}: ${f} missing or empty in ${dir}`);
+  }
+}
+
+/** Runs a command to completion; returns its wall time from spawn to exit. */
+async function timeCommand(cmd: string, argv: string[], env: Record<string, string>): Promise<number> {
+  const t0 = performance.now();
+  const child = spawn(cmd, argv, { env, stdio: 'ignore' });
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  const ms = performance.now() - t0;
+  if (code !== 0) throw new Error(`${cmd} ${argv.join(' ')} exited ${code}`);
+  return ms;
+}
+
+interface InitSample {
+  totalMs: number;
+  /** Spawn to the agent's first log line (loading the bundle, parsing settings). */
+  startupMs: number;
+  steps: Record<string, number>;
+}
+
+const STEPS = ['read_issuer', 'keygen', 'csr', 'sign', 'verify', 'publish'] as const;
+
+async function ourInit(bundle: string, dev: DevEnvironment, dir: string, keyType: string, keySize: string): Promise<InitSample> {
+  const spawnWall = Date.now();
+  const a = startAgent(bundle, ['init'], agentEnv({ ...dev.env, CERT_DIR: dir, KEY_TYPE: keyType, KEY_SIZE: keySize, CERT_TTL: LONG_TTL }), { keepLines: true });
+  const e = await a.exit;
+  if (e.code !== 0) throw new Error(`init ${keyType} ${keySize} exited ${e.code}; ${a.tail()}`);
+  assertBundleFiles(dir, `our init (${keyType} ${keySize})`);
+  const steps: Record<string, number> = {};
+  for (const l of a.lines) if (typeof l.step === 'string' && typeof l.durationMs === 'number') steps[l.step] = l.durationMs;
+  const published = a.lines.find((l) => l.msg === 'published a new intermediate');
+  if (typeof published?.durationMs === 'number') steps.issuance = published.durationMs;
+  const first = a.lines[0] as LogLine | undefined;
+  const startupMs = first?.time ? Date.parse(first.time) - spawnWall : NaN;
+  return { totalMs: e.at - a.spawnedAt, startupMs, steps };
+}
+
+async function baoInit(bin: string, dev: DevEnvironment, s: Scratch): Promise<number> {
+  const work = s.dir('bao-work');
+  const certDir = s.dir('bao-certs');
+  const cfg = writeBaoAgentConfig({ vaultAddr: dev.server.addr, saTokenPath: dev.saTokenPath, workDir: work, certDir, exitAfterAuth: true });
+  const t0 = performance.now();
+  const p = startBaoAgent(bin, cfg, work);
+  const e = await p.exit;
+  if (e.code !== 0) throw new Error(`bao agent (exit_after_auth) exited ${e.code}:\n${p.output()}`);
+  assertBundleFiles(certDir, 'bao agent');
+  return e.at - t0;
+}
+
+interface Variant {
+  name: string;
+  group: 'ours' | 'theirs' | 'floor';
+  run: () => Promise<number>;
+  init?: InitSample[];
+}
+
+function initVariants(b: Bundles, bin: string, dev: DevEnvironment, s: Scratch): Variant[] {
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+  const ours = (name: string, bundle: string, keyType: string, keySize: string): Variant => {
+    const v: Variant = {
+      name,
+      group: 'ours',
+      init: [],
+      run: async () => {
+        const r = await ourInit(bundle, dev, s.dir('ours'), keyType, keySize);
+        v.init!.push(r);
+        return r.totalMs;
+      },
+    };
+    return v;
+  };
+  return [
+    { name: 'node -e 0 (Node.js start, the floor)', group: 'floor', run: () => timeCommand(process.execPath, ['-e', '0'], env) },
+    { name: 'node bundle version (load the bundle, no work)', group: 'floor', run: () => timeCommand(process.execPath, [b.plain, 'version'], env) },
+    { name: 'node bundle.min version (minified, no work)', group: 'floor', run: () => timeCommand(process.execPath, [b.minified, 'version'], env) },
+    { name: 'bao version (Go binary start)', group: 'floor', run: () => timeCommand(bin, ['version'], env) },
+    ours('ours: init EC P-256', b.plain, 'ec', '256'),
+    ours('ours: init EC P-256, minified bundle', b.minified, 'ec', '256'),
+    ours('ours: init RSA 2048', b.plain, 'rsa', '2048'),
+    ours('ours: init RSA 4096', b.plain, 'rsa', '4096'),
+    { name: 'bao agent: auth + render 4 templates, exit_after_auth', group: 'theirs', run: () => baoInit(bin, dev, s) },
+  ];
+}
+
+interface IdleResult {
+  name: string;
+  rssStart: number;
+  rssEnd: number;
+  rssMax: number;
+  rssAnonEnd: number;
+  cpuMs: number;
+  windowS: number;
+}
+
+async function idleWindow(name: string, pid: number, windowS: number): Promise<IdleResult> {
+  const m0 = memory(pid);
+  const c0 = cpuMs(pid);
+  const t0 = performance.now();
+  let rssMax = m0.rss;
+  while (performance.now() - t0 < windowS * 1000) {
+    await sleep(Math.min(5000, windowS * 1000 - (performance.now() - t0)));
+    rssMax = Math.max(rssMax, memory(pid).rss);
+  }
+  const m1 = memory(pid);
+  const c1 = cpuMs(pid);
+  return { name, rssStart: m0.rss, rssEnd: m1.rss, rssMax: Math.max(rssMax, m1.rss), rssAnonEnd: m1.rssAnon, cpuMs: c1 - c0, windowS: (performance.now() - t0) / 1000 };
+}
+
+async function idleSidecars(b: Bundles, bin: string, dev: DevEnvironment, s: Scratch): Promise<IdleResult[]> {
+  const ours = startAgent(b.plain, ['run'], agentEnv({ ...dev.env, CERT_DIR: s.dir('idle-ours'), KEY_TYPE: 'ec', CERT_TTL: LONG_TTL, METRICS_ADDR: '127.0.0.1:0', ISTIOD_METRICS_URL: '' }));
+  const work = s.dir('idle-bao-work');
+  const baoCerts = s.dir('idle-bao-certs');
+  const theirs = startBaoAgent(bin, writeBaoAgentConfig({ vaultAddr: dev.server.addr, saTokenPath: dev.saTokenPath, workDir: work, certDir: baoCerts, exitAfterAuth: false }), work);
+  try {
+    await ours.waitPublished(1);
+    const deadline = Date.now() + 30_000;
+    while (!BUNDLE_FILE_NAMES.every((f) => fs.existsSync(path.join(baoCerts, f)))) {
+      if (Date.now() > deadline || theirs.child.exitCode !== null) throw new Error(`bao agent did not render the templates:\n${theirs.output()}`);
+      await sleep(50);
+    }
+    // Let start-up work (JIT, GC, token renewal scheduling) settle before the window opens.
+    await sleep(quick ? 2000 : 5000);
+    // One window for both: each is idle, and side by side they see the same machine.
+    return await Promise.all([idleWindow('ours: `run` (sidecar after init), EC', ours.pid, IDLE_S), idleWindow('bao agent: template sidecar (no exit_after_auth)', theirs.pid, IDLE_S)]);
+  } finally {
+    await Promise.all([ours.stop(), theirs.stop()]);
+  }
+}
+
+interface RenewalCpu {
+  name: string;
+  n: number;
+  cpuPerRenewalMs: number;
+  wall: Summary;
+}
+
+async function rotateAndWait(a: AgentProcess, base: string): Promise<number> {
+  const before = a.published;
+  const t0 = performance.now();
+  await postRotate(base);
+  await a.waitPublished(before + 1, 60_000);
+  return performance.now() - t0;
+}
+
+async function renewalCpu(name: string, b: Bundles, dev: DevEnvironment, s: Scratch, keyType: string, keySize: string): Promise<RenewalCpu> {
+  const a = startAgent(
+    b.plain,
+    ['run'],
+    agentEnv({ ...dev.env, CERT_DIR: s.dir('renew'), KEY_TYPE: keyType, KEY_SIZE: keySize, CERT_TTL: LONG_TTL, METRICS_ADDR: '127.0.0.1:0', ISTIOD_METRICS_URL: '', MIN_PUBLISH_INTERVAL: '0', ROTATE_ENDPOINT: 'true' }),
+  );
+  try {
+    const base = await metricsUrl(a);
+    await a.waitPublished(1);
+    for (let i = 0; i < Math.max(3, Math.round(ROTATIONS / 10)); i++) await rotateAndWait(a, base);
+    const c0 = cpuMs(a.pid);
+    const walls: number[] = [];
+    for (let i = 0; i < ROTATIONS; i++) walls.push(await rotateAndWait(a, base));
+    const c1 = cpuMs(a.pid);
+    return { name, n: ROTATIONS, cpuPerRenewalMs: (c1 - c0) / ROTATIONS, wall: summarize(walls) };
+  } finally {
+    await a.stop();
+  }
+}
+
+function row(cells: (string | number)[]): string {
+  return `| ${cells.join(' | ')} |`;
+}
+
+async function main(): Promise<number> {
+  log(`building the bundles with scripts/build.mjs (plain and --minify) into a scratch folder`);
+  const b = buildBundles();
+  const s = scratch();
+  let bao: Awaited<ReturnType<typeof startBao>> | undefined;
+  try {
+    bao = await startBao();
+    const { bin, env: dev } = bao;
+    const machine = describeMachine(bin);
+    log(`OpenBao ${machine.bao} at ${dev.server.addr}; cert dirs under ${certBase()}`);
+
+    // The pre-made bundle for the baseline's kv secret: an EC intermediate issued by the same root.
+    const seed = s.dir('seed');
+    await ourInit(b.plain, dev, seed, 'ec', '256');
+    const read = (f: string) => fs.readFileSync(path.join(seed, f), 'utf8');
+    await setupKvBundle(dev, { caCert: read('ca-cert.pem'), caKey: read('ca-key.pem'), certChain: read('cert-chain.pem'), rootCert: read('root-cert.pem') });
+
+    // 1. Cold init, round robin (each round starts at another variant), one discarded warm-up round.
+    const variants = initVariants(b, bin, dev, s);
+    const times = new Map<Variant, number[]>(variants.map((v) => [v, []]));
+    log(`cold init: ${variants.length} variants x ${RUNS} runs (+1 warm-up)`);
+    for (const v of variants) await v.run();
+    for (const v of variants) v.init?.splice(0);
+    for (let r = 0; r < RUNS; r++) {
+      for (let k = 0; k < variants.length; k++) {
+        const v = variants[(r + k) % variants.length]!;
+        times.get(v)!.push(await v.run());
+      }
+      log(`  round ${r + 1}/${RUNS} done`);
+    }
+
+    // 2. Idle sidecars.
+    log(`idle sidecars: ${IDLE_S}s window`);
+    const idle = await idleSidecars(b, bin, dev, s);
+
+    // 3. CPU per renewal.
+    log(`CPU per renewal: ${ROTATIONS} rotations each`);
+    const renewals = [await renewalCpu('EC P-256', b, dev, s, 'ec', '256'), await renewalCpu('RSA 2048', b, dev, s, 'rsa', '2048')];
+
+    // 4. Where start-up time goes.
+    log('profiling one init (EC) and one bundle load');
+    const profDir = s.dir('prof');
+    const initProfile = await profileRun(b.plain, ['init'], agentEnv({ ...dev.env, CERT_DIR: profDir, KEY_TYPE: 'ec', CERT_TTL: LONG_TTL }));
+    const loadProfile = await profileRun(b.plain, ['version'], agentEnv({}));
+    const composition = bundleComposition(b.plain);
+
+    // Figures and targets.
+    const sum = new Map(variants.map((v) => [v, summarize(times.get(v)!)]));
+    const byName = (prefix: string) => variants.find((v) => v.name.startsWith(prefix))!;
+    const theirInit = sum.get(byName('bao agent'))!.median;
+    const ourEc = byName('ours: init EC P-256');
+    const ourEcMed = sum.get(ourEc)!.median;
+    const ratioEc = ourEcMed / theirInit;
+    const nodeFloor = sum.get(byName('node -e 0'))!.median;
+    const loadOnly = sum.get(byName('node bundle version'))!.median;
+    const loadOnlyMin = sum.get(byName('node bundle.min version'))!.median;
+    const [ourIdle, theirIdle] = idle as [IdleResult, IdleResult];
+    const ourIdleCpuPct = (ourIdle.cpuMs / (ourIdle.windowS * 1000)) * 100;
+    const targets = [
+      { name: 'cold init EC P-256 no slower than bao agent render (ratio <= 1.0)', met: ratioEc <= 1.0, detail: `ratio ${fmt(ratioEc, 2)} (${fmt(ourEcMed, 0)} ms vs ${fmt(theirInit, 0)} ms)` },
+      { name: 'idle sidecar RSS <= bao agent template sidecar', met: ourIdle.rssEnd <= theirIdle.rssEnd, detail: `${mib(ourIdle.rssEnd)} MiB vs ${mib(theirIdle.rssEnd)} MiB` },
+      { name: 'idle sidecar CPU ~0 (<= 0.1% of one core: no polling loop)', met: ourIdleCpuPct <= 0.1, detail: `${fmt(ourIdle.cpuMs, 0)} ms CPU in ${fmt(ourIdle.windowS, 0)} s = ${fmt(ourIdleCpuPct, 3)}%` },
+    ];
+
+    const md: string[] = [];
+    md.push(`## Benchmarks (\`npm run bench\`${quick ? ' --quick' : ''})`, '');
+    md.push(...machineMarkdown(machine));
+    md.push(`| cert dirs | ${certBase()} (${certBase() === '/dev/shm' ? 'tmpfs, like the memory emptyDir' : 'disk'}) |`);
+    md.push(`| bundle | ${(b.plainBytes / 1024).toFixed(0)} KiB plain, ${(b.minifiedBytes / 1024).toFixed(0)} KiB minified |`, '');
+    md.push('### Targets', '');
+    for (const t of targets) md.push(`- ${t.met ? 'MET' : 'MISSED'}: ${t.name}: ${t.detail}`);
+    md.push('');
+    md.push(`### Cold init (ms, process start to exit with the four files written; ${RUNS} runs each, round robin, after one warm-up round)`, '');
+    md.push(row(['what', 'median', 'p90', 'min', 'max', 'ratio to bao agent (median)']), row(['---', '---:', '---:', '---:', '---:', '---:']));
+    for (const v of variants) {
+      const x = sum.get(v)!;
+      md.push(row([v.name, fmt(x.median, 0), fmt(x.p90, 0), fmt(x.min, 0), fmt(x.max, 0), v.group === 'theirs' ? '1.00' : fmt(x.median / theirInit, 2)]));
+    }
+    md.push('');
+    md.push('Our init, median of each step as the agent logs it (`durationMs`; read_issuer includes the jwt login, the first Vault call):', '');
+    md.push(row(['variant', 'to first log line', ...STEPS, 'issuance (sum)', 'rest (setup, exit)']), row(['---', ...Array(STEPS.length + 3).fill('---:')]));
+    for (const v of variants.filter((x) => x.init?.length)) {
+      const med = (f: (i: InitSample) => number) => median(v.init!.map(f));
+      const startup = med((i) => i.startupMs);
+      const issuance = med((i) => i.steps.issuance ?? NaN);
+      md.push(row([v.name.replace('ours: ', ''), fmt(startup, 0), ...STEPS.map((st) => fmt(med((i) => i.steps[st] ?? NaN), 1)), fmt(issuance, 0), fmt(med((i) => i.totalMs - i.startupMs - (i.steps.issuance ?? 0)), 0)]));
+    }
+    md.push('');
+    md.push(`Start-up arithmetic (medians): Node.js itself ${fmt(nodeFloor, 0)} ms; loading the bundle adds ${fmt(loadOnly - nodeFloor, 0)} ms (minified: ${fmt(loadOnlyMin - nodeFloor, 0)} ms); the EC init does its work in the remaining ${fmt(ourEcMed - loadOnly, 0)} ms. bao agent's whole init takes ${fmt(theirInit, 0)} ms.`, '');
+    md.push(`### Idle sidecar (${fmt(ourIdle.windowS, 0)} s window, both side by side, no renewal due, no istiod poll)`, '');
+    md.push(row(['process', 'RSS start (MiB)', 'RSS end (MiB)', 'RSS max (MiB)', 'RssAnon end (MiB)', 'CPU in window (ms)', 'CPU (% of a core)']), row(['---', '---:', '---:', '---:', '---:', '---:', '---:']));
+    for (const r of idle) md.push(row([r.name, mib(r.rssStart), mib(r.rssEnd), mib(r.rssMax), mib(r.rssAnonEnd), fmt(r.cpuMs, 0), fmt((r.cpuMs / (r.windowS * 1000)) * 100, 3)]));
+    md.push('');
+    md.push(`### CPU per renewal (POST /rotate back to back, MIN_PUBLISH_INTERVAL=0, after warm-up; process CPU delta / N)`, '');
+    md.push(row(['key', 'N', 'CPU per renewal (ms)', 'wall median (ms)', 'wall p90', 'wall min', 'wall max']), row(['---', '---:', '---:', '---:', '---:', '---:', '---:']));
+    for (const r of renewals) md.push(row([r.name, r.n, fmt(r.cpuPerRenewalMs, 1), fmt(r.wall.median, 1), fmt(r.wall.p90, 1), fmt(r.wall.min, 1), fmt(r.wall.max, 1)]));
+    md.push('');
+    md.push(`### Where the start-up time goes (CPU profile, self time; one run each; profiling adds overhead)`, '');
+    const top = (p: typeof initProfile, n: number) => p.byOwner.slice(0, n).map(([k, v]) => `${k} ${fmt(v, 0)}`).join('; ');
+    md.push(`- \`init\` EC, ${fmt(initProfile.totalMs, 0)} ms sampled: ${top(initProfile, 12)}`);
+    md.push(`- loading the bundle (\`version\`), ${fmt(loadProfile.totalMs, 0)} ms sampled: ${top(loadProfile, 10)}`);
+    md.push(`- bundle bytes by package (plain): ${composition.slice(0, 12).map(([k, v]) => `${k} ${(v / 1024).toFixed(0)} KiB`).join('; ')}`);
+    const text = md.join('\n');
+
+    console.log(text);
+    if (WRITE) {
+      writeSection('bench', text);
+      log('wrote bench/RESULTS.md (bench section)');
+    } else {
+      log('--quick: not written to bench/RESULTS.md (add --write)');
+    }
+    const missed = targets.filter((t) => !t.met);
+    for (const t of missed) log(`target missed: ${t.name}: ${t.detail}`);
+    return missed.length && args.strict ? 1 : 0;
+  } finally {
+    await bao?.env.stop();
+    s.cleanup();
+    b.cleanup();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(`[bench] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exit(2);
+  },
+);

@@ -1,0 +1,216 @@
+/**
+ * `npm run soak`: >= 1000 renewals in compressed time through the real agent process against a real
+ * OpenBao, watching for leaks. The agent runs as in production (`node <bundle> run`) with
+ * MIN_PUBLISH_INTERVAL=0 and ROTATE_ENDPOINT=true; renewals are driven back to back with POST /rotate,
+ * each one waited for by its 'published a new intermediate' log line. Every --sample-every renewals it
+ * records VmRSS (/proc/<pid>/status), process_resident_memory_bytes (/metrics), open fds
+ * (/proc/<pid>/fd) and the number of generations under .gen.
+ *
+ * Targets (exit 1 when one is missed): RSS growth from warm-up to the end < 5 MB, fds flat, every
+ * renewal succeeded, the cert dir verifies as istiod would (checkCertDir), .gen bounded by what the
+ * grace period keeps. Prints the figures and adds them on top of bench/RESULTS.md's soak section.
+ * Flags: --renewals N (1000), --warmup N (100), --sample-every N (50), --quick (200 renewals, 50 warm-up).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { checkCertDir } from '../src/agent/check-dir.js';
+import { GENERATION_GRACE_MS } from '../src/store/cert-dir-writer.js';
+import { GEN_DIR, GENERATION_PATTERN } from '../src/store/layout.js';
+import { agentEnv, metricsUrl, postRotate, sample, scrape, startAgent } from './lib/agent.js';
+import { certBase, parseArgs } from './lib/args.js';
+import { buildBundles } from './lib/bundles.js';
+import { describeMachine } from './lib/machine.js';
+import { startBao } from './lib/openbao.js';
+import { memory, openFds } from './lib/proc.js';
+import { readSection, writeSection } from './lib/results.js';
+import { fmt, mib, percentile } from './lib/stats.js';
+
+const args = parseArgs(process.argv.slice(2), { quick: 'flag', renewals: 'number', warmup: 'number', 'sample-every': 'number', 'node-args': 'string', 'no-write': 'flag' });
+const quick = args.quick === true;
+const RENEWALS = (args.renewals as number | undefined) ?? (quick ? 200 : 1000);
+const WARMUP = Math.min((args.warmup as number | undefined) ?? (quick ? 50 : 100), RENEWALS);
+const EVERY = Math.max(1, (args['sample-every'] as number | undefined) ?? (quick ? 25 : 50));
+const MAX_GROWTH_BYTES = 5_000_000;
+/** fds may differ by a connection or two (keep-alive sockets come and go); a leak grows with N. */
+const FD_TOLERANCE = 2;
+/** Extra Node.js flags for the agent (diagnosis: e.g. --node-args="--max-semi-space-size=2"). */
+const NODE_ARGS = typeof args['node-args'] === 'string' ? args['node-args'].split(/\s+/).filter(Boolean) : [];
+
+const log = (m: string) => console.error(`[soak] ${m}`);
+
+interface Sample {
+  renewals: number;
+  atS: number;
+  vmRss: number;
+  rssAnon: number;
+  promRss: number;
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
+  fds: number;
+  generations: number;
+}
+
+function generations(certDir: string): number {
+  try {
+    return fs.readdirSync(path.join(certDir, GEN_DIR)).filter((e) => GENERATION_PATTERN.test(e)).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** Least-squares slope of y over x. */
+function slope(points: [number, number][]): number {
+  const n = points.length;
+  if (n < 2) return 0;
+  const mx = points.reduce((s, [x]) => s + x, 0) / n;
+  const my = points.reduce((s, [, y]) => s + y, 0) / n;
+  const num = points.reduce((s, [x, y]) => s + (x - mx) * (y - my), 0);
+  const den = points.reduce((s, [x]) => s + (x - mx) ** 2, 0);
+  return den === 0 ? 0 : num / den;
+}
+
+async function main(): Promise<number> {
+  log('building the bundle with scripts/build.mjs into a scratch folder');
+  const b = buildBundles({ minified: false });
+  const certDir = fs.mkdtempSync(path.join(certBase(), 'ivagent-soak-'));
+  let bao: Awaited<ReturnType<typeof startBao>> | undefined;
+  let agent: ReturnType<typeof startAgent> | undefined;
+  try {
+    bao = await startBao();
+    const { bin, env: dev } = bao;
+    const machine = describeMachine(bin);
+    log(`OpenBao ${machine.bao} at ${dev.server.addr}; cert dir ${certDir}; ${RENEWALS} renewals, warm-up ${WARMUP}, sample every ${EVERY}`);
+    agent = startAgent(
+      b.plain,
+      ['run'],
+      agentEnv({ ...dev.env, CERT_DIR: certDir, KEY_TYPE: 'ec', CERT_TTL: '8760h', METRICS_ADDR: '127.0.0.1:0', ISTIOD_METRICS_URL: '', MIN_PUBLISH_INTERVAL: '0', ROTATE_ENDPOINT: 'true' }),
+      { nodeArgs: NODE_ARGS },
+    );
+    const a = agent;
+    const base = await metricsUrl(a);
+    await a.waitPublished(1);
+    const t0 = performance.now();
+    const samples: Sample[] = [];
+    const take = async (renewals: number) => {
+      const text = await scrape(base);
+      const m = memory(a.pid);
+      samples.push({
+        renewals,
+        atS: (performance.now() - t0) / 1000,
+        vmRss: m.rss,
+        rssAnon: m.rssAnon,
+        promRss: sample(text, 'process_resident_memory_bytes') ?? NaN,
+        heapUsed: sample(text, 'nodejs_heap_size_used_bytes') ?? NaN,
+        heapTotal: sample(text, 'nodejs_heap_size_total_bytes') ?? NaN,
+        external: sample(text, 'nodejs_external_memory_bytes') ?? NaN,
+        fds: openFds(a.pid),
+        generations: generations(certDir),
+      });
+    };
+    await take(0);
+    const walls: number[] = [];
+    const publishedAt: number[] = [];
+    for (let i = 1; i <= RENEWALS; i++) {
+      const before = a.published;
+      const s = performance.now();
+      await postRotate(base);
+      await a.waitPublished(before + 1, 60_000);
+      walls.push(performance.now() - s);
+      publishedAt.push(a.lastPublishAt);
+      if (i % EVERY === 0 || i === WARMUP || i === RENEWALS) await take(i);
+      if (i % 100 === 0) log(`${i}/${RENEWALS} renewals, VmRSS ${mib(samples.at(-1)!.vmRss)} MiB, fds ${samples.at(-1)!.fds}`);
+    }
+    const durationS = (performance.now() - t0) / 1000;
+
+    // Counters must agree with the log: every renewal a success, no failure of any kind.
+    const text = await scrape(base);
+    const successes = sample(text, 'istiod_vault_agent_issuances_total', { result: 'success' }) ?? NaN;
+    let failures = 0;
+    for (const line of text.split('\n')) {
+      const m = /^istiod_vault_agent_issuances_total\{[^}]*result="failure"[^}]*\}\s+(\S+)/.exec(line);
+      if (m) failures += Number(m[1]);
+    }
+    await a.stop();
+    const exit = await a.exit;
+
+    const check = await checkCertDir(certDir, Date.now(), undefined);
+    const gensEnd = generations(certDir);
+    // What the writer may keep: every generation replaced less than the grace period before the last
+    // publish, plus the current and the previous one.
+    const last = publishedAt.at(-1)!;
+    const recent = publishedAt.filter((t) => last - t <= GENERATION_GRACE_MS + 1000).length;
+    const genBound = recent + 2;
+
+    const warm = samples.find((s) => s.renewals === WARMUP)!;
+    const end = samples.at(-1)!;
+    const growth = end.vmRss - warm.vmRss;
+    const promGrowth = end.promRss - warm.promRss;
+    const afterWarm = samples.filter((s) => s.renewals >= WARMUP);
+    const perThousand = slope(afterWarm.map((s) => [s.renewals, s.vmRss])) * 1000;
+    const fdsMax = Math.max(...afterWarm.map((s) => s.fds));
+    const pct = (p: number) => fmt(percentile(walls, p), 1);
+
+    const targets = [
+      { name: `renewals done >= ${RENEWALS}`, met: walls.length >= RENEWALS && successes === RENEWALS + 1 && failures === 0, detail: `${walls.length} driven; issuances_total success ${successes} (incl. the first issuance), failure ${failures}` },
+      { name: 'RSS growth after warm-up < 5 MB', met: growth < MAX_GROWTH_BYTES && promGrowth < MAX_GROWTH_BYTES, detail: `VmRSS ${fmt(growth / 1e6, 2)} MB, process_resident_memory_bytes ${fmt(promGrowth / 1e6, 2)} MB` },
+      { name: 'open fds flat', met: end.fds <= warm.fds + FD_TOLERANCE && fdsMax <= warm.fds + FD_TOLERANCE, detail: `${warm.fds} at warm-up, ${end.fds} at the end, max ${fdsMax} (tolerance ${FD_TOLERANCE})` },
+      { name: 'cert dir valid (checkCertDir)', met: check.ok, detail: check.lines[0] ?? '' },
+      { name: '.gen bounded', met: gensEnd <= genBound, detail: `${gensEnd} generations at the end (bound ${genBound}: ${recent} published within the ${GENERATION_GRACE_MS / 1000} s grace period + 2)` },
+      { name: 'clean shutdown', met: exit.code === 0, detail: `exit ${exit.code ?? exit.signal}` },
+    ];
+
+    const row = (c: (string | number)[]) => `| ${c.join(' | ')} |`;
+    const md: string[] = [
+      `### ${machine.date}: ${walls.length} renewals${quick ? ' (--quick)' : ''}, ${targets.every((t) => t.met) ? 'all targets met' : 'TARGETS MISSED'}`,
+      '',
+      `${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB} GiB, Linux ${machine.kernel}, Node.js ${machine.node}, ${machine.bao.replace(/ \(.*/, '')}; EC P-256, MIN_PUBLISH_INTERVAL=0, cert dir on ${certBase()}${NODE_ARGS.length ? `; agent started with node ${NODE_ARGS.join(' ')}` : ''}.`,
+      '',
+      row(['figure', 'value']),
+      row(['---', '---']),
+      row(['renewals, duration', `${walls.length} in ${fmt(durationS, 1)} s (${fmt(walls.length / durationS, 1)}/s)`]),
+      row(['per-renewal wall time (POST /rotate to the publish log line), ms', `p50 ${pct(50)}, p90 ${pct(90)}, p99 ${pct(99)}, max ${fmt(Math.max(...walls), 1)}`]),
+      row([`VmRSS after ${WARMUP} renewals (warm-up) -> end`, `${mib(warm.vmRss)} -> ${mib(end.vmRss)} MiB (growth ${fmt(growth / 1e6, 2)} MB; trend after warm-up ${fmt(perThousand / 1e6, 2)} MB per 1000 renewals)`]),
+      row(['process_resident_memory_bytes warm-up -> end', `${mib(warm.promRss)} -> ${mib(end.promRss)} MiB (growth ${fmt(promGrowth / 1e6, 2)} MB)`]),
+      row(['RssAnon; V8 heap used; V8 heap total, warm-up -> end', `${mib(warm.rssAnon)} -> ${mib(end.rssAnon)} MiB; ${mib(warm.heapUsed)} -> ${mib(end.heapUsed)} MiB; ${mib(warm.heapTotal)} -> ${mib(end.heapTotal)} MiB`]),
+      row(['open fds warm-up -> end (max after warm-up)', `${warm.fds} -> ${end.fds} (${fdsMax})`]),
+      row(['generations under .gen at the end', `${gensEnd} (bound ${genBound})`]),
+      row(['cert dir check', check.ok ? 'valid' : `INVALID: ${check.lines.join(' ')}`]),
+      '',
+      ...targets.map((t) => `- ${t.met ? 'MET' : 'MISSED'}: ${t.name}: ${t.detail}`),
+      '',
+      '<details><summary>samples</summary>',
+      '',
+      row(['renewals', 't (s)', 'VmRSS (MiB)', 'prom RSS (MiB)', 'RssAnon (MiB)', 'heap used (MiB)', 'heap total (MiB)', 'external (MiB)', 'fds', '.gen']),
+      row(['---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:', '---:']),
+      ...samples.map((s) => row([s.renewals, fmt(s.atS, 1), mib(s.vmRss), mib(s.promRss), mib(s.rssAnon), mib(s.heapUsed), mib(s.heapTotal), mib(s.external), s.fds, s.generations])),
+      '',
+      '</details>',
+    ];
+    const entry = md.join('\n');
+    console.log(entry);
+    if (args['no-write']) {
+      log('--no-write: bench/RESULTS.md left alone');
+    } else {
+      const previous = readSection('soak').replace(/^## Soak[^\n]*\n+/, '');
+      writeSection('soak', `## Soak (\`npm run soak\`), newest first\n\n${entry}\n\n${previous}`);
+      log('added the run to bench/RESULTS.md (soak section)');
+    }
+    const missed = targets.filter((t) => !t.met);
+    for (const t of missed) log(`target missed: ${t.name}: ${t.detail}`);
+    return missed.length ? 1 : 0;
+  } finally {
+    await agent?.stop();
+    await bao?.env.stop();
+    fs.rmSync(certDir, { recursive: true, force: true });
+    b.cleanup();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(`[soak] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    process.exit(2);
+  },
+);
