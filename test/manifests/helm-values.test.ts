@@ -19,7 +19,7 @@ import YAML from 'yaml';
 import { requireCommand } from '../helpers/tools.js';
 import { checkAgentDeployment, checkOnlyIstiodChanged, type Expect } from './support/agent-pod.js';
 import { requireHelm } from './support/helm.js';
-import { deployments, docs, fixture, fixturesPresent, HELM_DIR, kustomize, type Obj } from './support/render.js';
+import { deployments, docs, fixture, HELM_DIR, kustomize, type Obj } from './support/render.js';
 
 const native = YAML.parse(readFileSync(path.join(HELM_DIR, 'values-native-sidecar.yaml'), 'utf8')) as Obj;
 const postRenderer = YAML.parse(readFileSync(path.join(HELM_DIR, 'values-postrenderer.yaml'), 'utf8')) as Obj;
@@ -58,7 +58,7 @@ describe('values-native-sidecar.yaml (no post-renderer)', () => {
     expect((native.pilot.volumeMounts as Obj[]).map((m) => m.mountPath)).not.toContain('/etc/cacerts');
   });
 
-  it.skipIf(!fixturesPresent).each(['pilot_default.yaml', 'pilot_k8s_settings.yaml'])('gives %s a complete native-sidecar agent', (file) => {
+  it.each(['pilot_default.yaml', 'pilot_k8s_settings.yaml'])('gives %s a complete native-sidecar agent', (file) => {
     const out = applyChartValues(fixture(file), native);
     const dep = deployments(out)[0]!;
     checkAgentDeployment(dep, VALUES_EXPECT);
@@ -67,7 +67,7 @@ describe('values-native-sidecar.yaml (no post-renderer)', () => {
     expect(dep.spec.template.spec.volumes).toContainEqual({ name: 'cacerts', secret: { optional: true, secretName: 'cacerts' } });
   });
 
-  it.skipIf(!fixturesPresent || !requireCommand('kubectl', 'kubectl >= 1.27'))('declares the same agent container as the native kustomize component', async () => {
+  it.skipIf(!requireCommand('kubectl', 'kubectl >= 1.27'))('declares the same agent container as the native kustomize component', async () => {
     const fromKustomize = (deployments(docs(await kustomize(fixture('pilot_default.yaml'), 'native')))[0]!.spec.template.spec.initContainers as Obj[])[0]!;
     const fromValues = structuredClone((native.pilot.initContainers as Obj[])[0]!);
     // Only the bundle's path and volume name differ.
@@ -87,7 +87,7 @@ describe('values-postrenderer.yaml', () => {
   });
 });
 
-const helm = fixturesPresent ? requireHelm() : '';
+const helm = requireHelm();
 
 describe.skipIf(!helm)('values-native-sidecar.yaml through helm\'s templating', () => {
   it('renders with toYaml/tpl the way the istiod chart consumes these keys', () => {

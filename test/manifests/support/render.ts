@@ -1,9 +1,9 @@
 /**
  * Rendering helpers for the manifest tests: the istiod fixtures (real chart output, see
- * ../shared/fixtures/istiod/README.md), kustomize builds with our components, and YAML document access.
+ * test/fixtures/istiod/README.md), kustomize builds with our components, and YAML document access.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,7 +16,7 @@ export const REPO = path.resolve(import.meta.dirname, '../../..');
 export const KUSTOMIZE_DIR = path.join(REPO, 'manifests/kustomize');
 export const HELM_DIR = path.join(REPO, 'manifests/helm');
 export const POST_RENDERER = path.join(HELM_DIR, 'post-renderer.sh');
-export const FIXTURES = path.resolve(REPO, '../shared/fixtures/istiod');
+export const FIXTURES = path.resolve(REPO, 'test/fixtures/istiod');
 
 export type Variant = 'classic' | 'native';
 export type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -24,8 +24,6 @@ export type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint
 export function fixture(name: string): string {
   return readFileSync(path.join(FIXTURES, name), 'utf8');
 }
-
-export const fixturesPresent = existsSync(path.join(FIXTURES, 'pilot_default.yaml'));
 
 /** All non-empty documents of a multi-document YAML text, as plain objects. Throws on a YAML error. */
 export function docs(text: string): Obj[] {
