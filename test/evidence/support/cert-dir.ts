@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { certsFromPem } from '../../../src/pki/cert-info.js';
 import { verifyBundle } from '../../../src/pki/verify.js';
 import { readCertDir } from '../../../src/store/cert-dir-reader.js';
 import { GENERATION_PATTERN } from '../../../src/store/layout.js';
@@ -38,7 +39,7 @@ export type DirVerdict =
  * names show exactly. Anything else (incomplete, invalid, visible names missing or out of step with
  * `..data`) is a problem.
  */
-export async function judgeDir(dir: string, now = Date.now()): Promise<DirVerdict> {
+export async function judgeDir(dir: string, at: number | 'within-validity' = Date.now()): Promise<DirVerdict> {
   const outcome = await readCertDir(dir);
   const visible = await Promise.all(
     VISIBLE.map(async (n) => ({
@@ -55,6 +56,9 @@ export async function judgeDir(dir: string, now = Date.now()): Promise<DirVerdic
   }
   if (outcome.state === 'incomplete') return { ok: false, problem: `incomplete generation: missing ${outcome.missing.join(', ')}` };
   try {
+    // 'within-validity': judge structure and pairing at an instant the intermediate is valid, for
+    // short-lived test certificates that may have expired since they were published.
+    const now = at === 'within-validity' ? Math.min(Date.now(), certsFromPem(outcome.bundle.files.caCert, 'ca-cert.pem')[0]!.notAfter - 1000) : at;
     const b = verifyBundle(outcome.bundle.files, { now });
     const keyOf: Record<string, keyof typeof outcome.bundle.files> = { 'ca-cert.pem': 'caCert', 'ca-key.pem': 'caKey', 'cert-chain.pem': 'certChain', 'root-cert.pem': 'rootCert' };
     for (const v of visible) {
