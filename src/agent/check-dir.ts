@@ -24,6 +24,9 @@ export async function checkCertDir(dir: string, now: number, renewBeforeMs: numb
   }
   if (outcome.state === 'absent') return { ok: false, lines: [`${dir}: no bundle (none of ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem)`] };
   if (outcome.state === 'incomplete') return { ok: false, lines: [`${dir}: incomplete bundle, missing ${outcome.missing.join(', ')}`] };
+  if (outcome.bundle.brokenLinks.length) {
+    return { ok: false, lines: [`${dir}: INVALID: ${outcome.bundle.brokenLinks.join(', ')} missing or not linked into ..data: istiod would not find them (the agent repairs this at its next start)`] };
+  }
   let b: VerifiedBundle;
   try {
     b = verifyBundle(outcome.bundle.files, { now });

@@ -23,7 +23,10 @@ export interface LoopDeps {
 }
 
 export class RenewalLoop {
-  private rotateRequested = false;
+  /** A rotation was asked for and has not succeeded yet (a failed one is retried with backoff). */
+  private rotationPending = false;
+  /** Counts rotation requests, so a request that arrives while the loop decides is never lost. */
+  private requests = 0;
   private wake = new AbortController();
   private sync: AbortController | undefined;
   private syncDone: Promise<void> = Promise.resolve();
@@ -33,7 +36,8 @@ export class RenewalLoop {
   /** Asks for a new intermediate now; coalesces with a renewal already in flight. */
   requestRotation(source: string): void {
     this.d.log.info({ source }, 'rotation requested');
-    this.rotateRequested = true;
+    this.rotationPending = true;
+    this.requests++;
     this.wake.abort();
   }
 
@@ -52,23 +56,27 @@ export class RenewalLoop {
     if (renewer.current) this.startSync(renewer.current.intermediate.serial, renewer.current.intermediate.notAfter, signal);
     let attempt = 0;
     while (!signal.aborted) {
+      const seen = this.requests;
       const trigger = this.trigger();
       if (trigger === undefined) {
-        await this.sleep(renewer.renewAt!, signal);
+        await this.sleep(renewer.renewAt!, signal, seen);
         continue;
       }
-      this.rotateRequested = false;
+      // A request arriving during this issuance asks for another one after it.
+      this.rotationPending = false;
       try {
         const bundle = await renewer.renew(trigger, signal);
         attempt = 0;
         this.startSync(bundle.intermediate.serial, bundle.intermediate.notAfter, signal);
       } catch (err) {
         if (isAbort(err) || signal.aborted) break;
+        // A rotation that failed is still owed: retried with backoff like a due renewal.
+        if (trigger === 'rotate') this.rotationPending = true;
         const e = err as AgentError;
         const delay = retryDelay({ attempt, random: this.d.random(), retryable: e.retryable, now: clock.now(), currentNotAfter: renewer.current?.intermediate.notAfter });
         attempt++;
         log.warn({ reason: e.reason, attempt, retryInMs: delay, keeping: renewer.current?.intermediate.serial }, 'keeping the current bundle; will retry');
-        await this.sleep(clock.now() + delay, signal);
+        await this.sleep(clock.now() + delay, signal, seen);
       }
     }
     this.sync?.abort();
@@ -77,16 +85,18 @@ export class RenewalLoop {
 
   private trigger(): RenewTrigger | undefined {
     const r = this.d.renewer;
-    if (this.rotateRequested) return 'rotate';
+    if (this.rotationPending) return 'rotate';
     if (!r.current) return 'missing';
     if (!r.isReady()) return 'invalid';
     if (this.d.clock.now() >= r.renewAt!) return 'due';
     return undefined;
   }
 
-  /** Sleeps until `deadline`, a rotation request, or shutdown, whichever comes first. */
-  private async sleep(deadline: number, signal: AbortSignal): Promise<void> {
-    if (this.rotateRequested) return;
+  /**
+   * Sleeps until `deadline`, a new rotation request (one after `seen`), or shutdown, whichever comes first.
+   */
+  private async sleep(deadline: number, signal: AbortSignal, seen: number): Promise<void> {
+    if (this.requests !== seen) return;
     this.wake = new AbortController();
     try {
       await sleepUntil(this.d.clock, deadline, AbortSignal.any([signal, this.wake.signal]));

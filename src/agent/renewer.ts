@@ -91,6 +91,16 @@ export class Renewer {
     } catch (err) {
       return { kind: 'invalid', problem: describeError(err) };
     }
+    if (outcome.bundle.brokenLinks.length) {
+      // A crash between the first swap of ..data and the creation of the visible names: istiod would
+      // find no bundle although a complete generation is there.
+      try {
+        await this.d.writer.ensureVisibleLinks();
+      } catch (err) {
+        return { kind: 'invalid', problem: describeError(err) };
+      }
+      this.d.log.warn({ repaired: outcome.bundle.brokenLinks }, 'repaired the visible names of the published generation');
+    }
     this.adopt(b);
     return { kind: 'valid', bundle: b, due: this.isDue(b) };
   }

@@ -12,6 +12,11 @@ export interface StoredBundle {
   files: BundleFiles;
   /** Generation folder name, or undefined for a plain directory. */
   generation: string | undefined;
+  /**
+   * Visible names that do not lead into `..data` (missing, or something else in their place): what
+   * istiod reads. Only a crash during the very first publish into a dir leaves this; the writer repairs it.
+   */
+  brokenLinks: string[];
 }
 
 /** Name of the generation `..data` points at, or undefined when there is none. */
@@ -44,5 +49,12 @@ export async function readCertDir(certDir: string): Promise<ReadOutcome> {
   if (missing.length === 4) return { state: 'absent' };
   if (missing.length) return { state: 'incomplete', missing };
   const generation = target === undefined ? undefined : await currentGeneration(certDir);
-  return { state: 'present', bundle: { files: files as BundleFiles, generation } };
+  const brokenLinks: string[] = [];
+  if (target !== undefined) {
+    for (const name of Object.values(BUNDLE_FILES)) {
+      const link = await fs.readlink(path.join(certDir, name)).catch(() => undefined);
+      if (link !== `${DATA_LINK}/${name}`) brokenLinks.push(name);
+    }
+  }
+  return { state: 'present', bundle: { files: files as BundleFiles, generation, brokenLinks } };
 }

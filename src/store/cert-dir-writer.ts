@@ -164,8 +164,12 @@ export class CertDirWriter {
     return removed;
   }
 
-  /** The visible names are made once; a regular file left there by another tool is replaced atomically. */
-  private async ensureVisibleLinks(): Promise<void> {
+  /**
+   * Makes the visible names fixed symlinks into `..data`: once, at the first publish, and again when a
+   * crash between that publish's swap and its links left some missing. A regular file left there by
+   * another tool is replaced atomically. Throws StoreError.
+   */
+  async ensureVisibleLinks(): Promise<void> {
     for (const name of Object.values(BUNDLE_FILES)) {
       const visible = path.join(this.certDir, name);
       const target = `${DATA_LINK}/${name}`;

@@ -68,7 +68,7 @@ describe('CertDirWriter', () => {
     expect(await mode('ca-cert.pem')).toBe(0o644);
     expect(((await fs.stat(path.join(dir, GEN_DIR, generation))).mode & 0o777)).toBe(0o755);
     const read = await readCertDir(dir);
-    expect(read).toEqual({ state: 'present', bundle: { files: tagged(1), generation } });
+    expect(read).toEqual({ state: 'present', bundle: { files: tagged(1), generation, brokenLinks: [] } });
   });
 
   it('keeps replaced generations for the grace period, then only the current and the previous', async () => {
@@ -94,6 +94,17 @@ describe('CertDirWriter', () => {
     await fs.symlink('x', path.join(dir, GEN_DIR, '..data_tmp'));
     expect((await w.prune([])).sort()).toEqual(['..data_tmp', partial]);
     expect(await fs.readdir(path.join(dir, GEN_DIR))).toEqual([generation]);
+  });
+
+  it('reports visible names a crash left missing, and re-links them', async () => {
+    const w = new CertDirWriter(dir, systemClock, 0);
+    await w.publish(tagged(1));
+    await fs.rm(path.join(dir, 'root-cert.pem'));
+    await fs.rm(path.join(dir, 'cert-chain.pem'));
+    const read = await readCertDir(dir);
+    expect(read.state === 'present' && read.bundle.brokenLinks).toEqual(['cert-chain.pem', 'root-cert.pem']);
+    await w.ensureVisibleLinks();
+    expect(await fs.readFile(path.join(dir, 'root-cert.pem'), 'utf8')).toBe('root 1\n');
   });
 
   it('replaces regular files another tool left at the visible names', async () => {

@@ -193,6 +193,27 @@ describe('RenewalLoop (fake time)', () => {
     await running;
   });
 
+  it('retries a failed rotation with backoff until it succeeds, instead of waiting for the due date', async () => {
+    const t = setup();
+    const running = t.loop.run(t.ctl.signal);
+    await t.clock.waitForSleepers(1);
+    const before = t.renewer.current!.intermediate.serial;
+    t.vault.queue.push(unreachable(), unreachable());
+    t.loop.requestRotation('test');
+    await until(() => t.vault.signCalls === 2);
+    await t.clock.waitForSleepers(1);
+    expect(t.clock.requested.at(-1)).toBe(500);
+    await t.clock.fireNext();
+    await until(() => t.vault.signCalls === 3);
+    await t.clock.waitForSleepers(1);
+    expect(t.clock.requested.at(-1)).toBe(1000);
+    await t.clock.fireNext();
+    await until(() => t.renewer.current!.intermediate.serial !== before);
+    expect(t.cap.lines.filter((l) => l.msg === 'published a new intermediate').at(-1)?.trigger).toBe('rotate');
+    t.ctl.abort();
+    await running;
+  });
+
   it('on shutdown mid-issuance, returns without publishing', async () => {
     const t = setup();
     const running = t.loop.run(t.ctl.signal);
