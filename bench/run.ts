@@ -15,6 +15,7 @@
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { agentEnv, metricsUrl, postRotate, startAgent, type AgentProcess, type LogLine } from './lib/agent.js';
 import { certBase, parseArgs } from './lib/args.js';
@@ -23,7 +24,7 @@ import { buildBundles, type Bundles } from './lib/bundles.js';
 import { bundleComposition, profileRun } from './lib/cpu-profile.js';
 import { describeMachine, machineMarkdown } from './lib/machine.js';
 import { setupKvBundle, startBao } from './lib/openbao.js';
-import { cpuMs, memory } from './lib/proc.js';
+import { ChildCpu, cpuMs, memory } from './lib/proc.js';
 import { writeSection } from './lib/results.js';
 import { fmt, median, mib, summarize, type Summary } from './lib/stats.js';
 import type { DevEnvironment } from '../src/dev/dev-environment.js';
@@ -70,17 +71,27 @@ function assertBundleFiles(dir: string, who: string): void {
   }
 }
 
-/** Runs a command to completion; returns its wall time from spawn to exit. */
-async function timeCommand(cmd: string, argv: string[], env: Record<string, string>): Promise<number> {
+/** One timed run: wall time from spawn to exit, and the child's user+system CPU when measurable. */
+interface Timing {
+  wallMs: number;
+  cpuMs: number | undefined;
+}
+
+let childCpu: ChildCpu;
+
+/** Runs a command to completion. */
+async function timeCommand(cmd: string, argv: string[], env: Record<string, string>): Promise<Timing> {
+  const w = childCpu.wrap();
+  const [c, ...rest] = [...w.argv, cmd, ...argv] as [string, ...string[]];
   const t0 = performance.now();
-  const child = spawn(cmd, argv, { env, stdio: 'ignore' });
+  const child = spawn(c, rest, { env, stdio: 'ignore' });
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   const ms = performance.now() - t0;
   if (code !== 0) throw new Error(`${cmd} ${argv.join(' ')} exited ${code}`);
-  return ms;
+  return { wallMs: ms, cpuMs: w.read() };
 }
 
-interface InitSample {
+interface InitSample extends Timing {
   totalMs: number;
   /** Spawn to the agent's first log line (loading the bundle, parsing settings). */
   startupMs: number;
@@ -90,8 +101,9 @@ interface InitSample {
 const STEPS = ['read_issuer', 'keygen', 'csr', 'sign', 'verify', 'publish'] as const;
 
 async function ourInit(bundle: string, dev: DevEnvironment, dir: string, keyType: string, keySize: string): Promise<InitSample> {
+  const w = childCpu.wrap();
   const spawnWall = Date.now();
-  const a = startAgent(bundle, ['init'], agentEnv({ ...dev.env, CERT_DIR: dir, KEY_TYPE: keyType, KEY_SIZE: keySize, CERT_TTL: LONG_TTL }), { keepLines: true });
+  const a = startAgent(bundle, ['init'], agentEnv({ ...dev.env, CERT_DIR: dir, KEY_TYPE: keyType, KEY_SIZE: keySize, CERT_TTL: LONG_TTL }), { keepLines: true, wrap: w.argv });
   const e = await a.exit;
   if (e.code !== 0) throw new Error(`init ${keyType} ${keySize} exited ${e.code}; ${a.tail()}`);
   assertBundleFiles(dir, `our init (${keyType} ${keySize})`);
@@ -101,25 +113,26 @@ async function ourInit(bundle: string, dev: DevEnvironment, dir: string, keyType
   if (typeof published?.durationMs === 'number') steps.issuance = published.durationMs;
   const first = a.lines[0] as LogLine | undefined;
   const startupMs = first?.time ? Date.parse(first.time) - spawnWall : NaN;
-  return { totalMs: e.at - a.spawnedAt, startupMs, steps };
+  return { totalMs: e.at - a.spawnedAt, wallMs: e.at - a.spawnedAt, cpuMs: w.read(), startupMs, steps };
 }
 
-async function baoInit(bin: string, dev: DevEnvironment, s: Scratch): Promise<number> {
+async function baoInit(bin: string, dev: DevEnvironment, s: Scratch): Promise<Timing> {
   const work = s.dir('bao-work');
   const certDir = s.dir('bao-certs');
   const cfg = writeBaoAgentConfig({ vaultAddr: dev.server.addr, saTokenPath: dev.saTokenPath, workDir: work, certDir, exitAfterAuth: true });
+  const w = childCpu.wrap();
   const t0 = performance.now();
-  const p = startBaoAgent(bin, cfg, work);
+  const p = startBaoAgent(bin, cfg, work, w.argv);
   const e = await p.exit;
   if (e.code !== 0) throw new Error(`bao agent (exit_after_auth) exited ${e.code}:\n${p.output()}`);
   assertBundleFiles(certDir, 'bao agent');
-  return e.at - t0;
+  return { wallMs: e.at - t0, cpuMs: w.read() };
 }
 
 interface Variant {
   name: string;
   group: 'ours' | 'theirs' | 'floor';
-  run: () => Promise<number>;
+  run: () => Promise<Timing>;
   init?: InitSample[];
 }
 
@@ -133,7 +146,7 @@ function initVariants(b: Bundles, bin: string, dev: DevEnvironment, s: Scratch):
       run: async () => {
         const r = await ourInit(bundle, dev, s.dir('ours'), keyType, keySize);
         v.init!.push(r);
-        return r.totalMs;
+        return r;
       },
     };
     return v;
@@ -238,6 +251,13 @@ async function renewalCpu(name: string, b: Bundles, dev: DevEnvironment, s: Scra
   }
 }
 
+function loadavg(): string {
+  return os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' / ');
+}
+
 function row(cells: (string | number)[]): string {
   return `| ${cells.join(' | ')} |`;
 }
@@ -246,11 +266,15 @@ async function main(): Promise<number> {
   log(`building the bundles with scripts/build.mjs (plain and --minify) into a scratch folder`);
   const b = buildBundles();
   const s = scratch();
+  childCpu = new ChildCpu(s.dir('cpu'));
+  if (!childCpu.available) log('/usr/bin/time not found (Debian package "time"): CPU per init not measured');
   let bao: Awaited<ReturnType<typeof startBao>> | undefined;
   try {
     bao = await startBao();
     const { bin, env: dev } = bao;
     const machine = describeMachine(bin);
+    const loadStart = loadavg();
+    if (os.loadavg()[0]! > os.availableParallelism() / 2) log(`the machine is busy (load average ${loadStart}); wall times will be stretched, CPU times much less`);
     log(`OpenBao ${machine.bao} at ${dev.server.addr}; cert dirs under ${certBase()}`);
 
     // The pre-made bundle for the baseline's kv secret: an EC intermediate issued by the same root.
@@ -261,7 +285,7 @@ async function main(): Promise<number> {
 
     // 1. Cold init, round robin (each round starts at another variant), one discarded warm-up round.
     const variants = initVariants(b, bin, dev, s);
-    const times = new Map<Variant, number[]>(variants.map((v) => [v, []]));
+    const times = new Map<Variant, Timing[]>(variants.map((v) => [v, []]));
     log(`cold init: ${variants.length} variants x ${RUNS} runs (+1 warm-up)`);
     for (const v of variants) await v.run();
     for (const v of variants) v.init?.splice(0);
@@ -289,9 +313,14 @@ async function main(): Promise<number> {
     const composition = bundleComposition(b.plain);
 
     // Figures and targets.
-    const sum = new Map(variants.map((v) => [v, summarize(times.get(v)!)]));
+    const sum = new Map(variants.map((v) => [v, summarize(times.get(v)!.map((t) => t.wallMs))]));
+    const cpuMed = (v: Variant) => {
+      const c = times.get(v)!.map((t) => t.cpuMs).filter((x): x is number => x !== undefined);
+      return c.length ? median(c) : NaN;
+    };
     const byName = (prefix: string) => variants.find((v) => v.name.startsWith(prefix))!;
     const theirInit = sum.get(byName('bao agent'))!.median;
+    const theirCpu = cpuMed(byName('bao agent'));
     const ourEc = byName('ours: init EC P-256');
     const ourEcMed = sum.get(ourEc)!.median;
     const ratioEc = ourEcMed / theirInit;
@@ -319,12 +348,14 @@ async function main(): Promise<number> {
     for (const t of targets) md.push(`- ${t.met ? 'MET' : 'MISSED'}: ${t.name}: ${t.detail}`);
     md.push('');
     md.push(`### Cold init (ms, process start to exit with the four files written; ${RUNS} runs each, round robin, after one warm-up round)`, '');
-    md.push(row(['what', 'median', 'p90', 'min', 'max', 'ratio to bao agent (median)']), row(['---', '---:', '---:', '---:', '---:', '---:']));
+    md.push(row(['what', 'median', 'p90', 'min', 'max', 'ratio to bao agent (median)', 'CPU user+sys (median)', 'CPU ratio']), row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
     for (const v of variants) {
       const x = sum.get(v)!;
-      md.push(row([v.name, fmt(x.median, 0), fmt(x.p90, 0), fmt(x.min, 0), fmt(x.max, 0), v.group === 'theirs' ? '1.00' : fmt(x.median / theirInit, 2)]));
+      const c = cpuMed(v);
+      md.push(row([v.name, fmt(x.median, 0), fmt(x.p90, 0), fmt(x.min, 0), fmt(x.max, 0), v.group === 'theirs' ? '1.00' : fmt(x.median / theirInit, 2), fmt(c, 0), fmt(c / theirCpu, 2)]));
     }
     md.push('');
+    md.push(`CPU is the child's user+system time from the kernel (GNU time, 10 ms resolution; Go's runtime may use several cores at once). Other work on the machine stretches wall times, not CPU times: load average ${loadStart} at the start, ${loadavg()} at the end.`, '');
     md.push('Our init, median of each step as the agent logs it (`durationMs`; read_issuer includes the jwt login, the first Vault call):', '');
     md.push(row(['variant', 'to first log line', ...STEPS, 'issuance (sum)', 'rest (setup, exit)']), row(['---', ...Array(STEPS.length + 3).fill('---:')]));
     for (const v of variants.filter((x) => x.init?.length)) {

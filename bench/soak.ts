@@ -15,7 +15,8 @@
  * succeeded, the cert dir verifies as istiod would (checkCertDir), .gen bounded by what the grace
  * period keeps, clean shutdown. Prints the figures and adds them on top of bench/RESULTS.md's soak
  * section (--no-write: print only). --quick: 200 renewals, 50 warm-up, 200 after it. --node-args
- * "<flags>" starts the agent with extra Node.js flags (to try heap settings).
+ * "<flags>" starts the agent with extra Node.js flags (to try heap settings); --minified runs the
+ * minified bundle.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -39,6 +40,7 @@ const args = parseArgs(process.argv.slice(2), {
   'max-renewals': 'number',
   'sample-every': 'number',
   'node-args': 'string',
+  minified: 'flag',
   'no-write': 'flag',
 });
 const quick = args.quick === true;
@@ -91,7 +93,8 @@ function slope(points: [number, number][]): number {
 
 async function main(): Promise<number> {
   log('building the bundle with scripts/build.mjs into a scratch folder');
-  const b = buildBundles({ minified: false });
+  const b = buildBundles({ minified: args.minified === true });
+  const bundle = args.minified === true ? b.minified : b.plain;
   const certDir = fs.mkdtempSync(path.join(certBase(), 'ivagent-soak-'));
   let bao: Awaited<ReturnType<typeof startBao>> | undefined;
   let agent: ReturnType<typeof startAgent> | undefined;
@@ -101,7 +104,7 @@ async function main(): Promise<number> {
     const machine = describeMachine(bin);
     log(`OpenBao ${machine.bao} at ${dev.server.addr}; cert dir ${certDir}; ${RENEWALS} renewals, warm-up ${WARMUP}, sample every ${EVERY}`);
     agent = startAgent(
-      b.plain,
+      bundle,
       ['run'],
       agentEnv({ ...dev.env, CERT_DIR: certDir, KEY_TYPE: 'ec', CERT_TTL: '8760h', METRICS_ADDR: '127.0.0.1:0', ISTIOD_METRICS_URL: '', MIN_PUBLISH_INTERVAL: '0', ROTATE_ENDPOINT: 'true' }),
       { nodeArgs: NODE_ARGS },
@@ -210,7 +213,7 @@ async function main(): Promise<number> {
     const md: string[] = [
       `### ${machine.date}: ${walls.length} renewals${quick ? ' (--quick)' : ''}, ${targets.every((t) => t.met) ? 'all targets met' : 'TARGETS MISSED'}`,
       '',
-      `${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB} GiB, Linux ${machine.kernel}, Node.js ${machine.node}, ${machine.bao.replace(/ \(.*/, '')}; EC P-256, MIN_PUBLISH_INTERVAL=0, cert dir on ${certBase()}${NODE_ARGS.length ? `; agent started with node ${NODE_ARGS.join(' ')}` : ''}.`,
+      `${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB} GiB, Linux ${machine.kernel}, Node.js ${machine.node}, ${machine.bao.replace(/ \(.*/, '')}; EC P-256, MIN_PUBLISH_INTERVAL=0, cert dir on ${certBase()}${args.minified ? '; minified bundle' : ''}${NODE_ARGS.length ? `; agent started with node ${NODE_ARGS.join(' ')}` : ''}.`,
       '',
       row(['figure', 'value']),
       row(['---', '---']),

@@ -37,9 +37,15 @@ export function agentEnv(extra: Record<string, string>): Record<string, string> 
   return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', METRICS_ADDR: '', ISTIOD_METRICS_URL: '', ...extra };
 }
 
-export function startAgent(bundle: string, args: string[], env: Record<string, string>, opts: { keepLines?: boolean; nodeArgs?: string[] } = {}): AgentProcess {
+/**
+ * Starts `node [nodeArgs] <bundle> <args>`. `wrap` runs it under another command (e.g. /usr/bin/time);
+ * `pid` is then the wrapper's.
+ */
+export function startAgent(bundle: string, args: string[], env: Record<string, string>, opts: { keepLines?: boolean; nodeArgs?: string[]; wrap?: string[] } = {}): AgentProcess {
   const spawnedAt = performance.now();
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), bundle, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [process.execPath, ...(opts.nodeArgs ?? []), bundle, ...args];
+  const [cmd, ...rest] = [...(opts.wrap ?? []), ...argv] as [string, ...string[]];
+  const child = spawn(cmd, rest, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const waiters = new Set<{ check: () => boolean; done: () => void }>();
   let stderr = '';
   let exited = false;

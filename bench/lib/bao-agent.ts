@@ -80,8 +80,11 @@ export interface BaoAgentProcess {
   stop(): Promise<void>;
 }
 
-export function startBaoAgent(bin: string, configFile: string, home: string): BaoAgentProcess {
-  const child = spawn(bin, ['agent', `-config=${configFile}`], {
+/** Starts `bao agent -config=<file>`; `wrap` runs it under another command (e.g. /usr/bin/time). */
+export function startBaoAgent(bin: string, configFile: string, home: string, wrap: string[] = []): BaoAgentProcess {
+  const argv = [...wrap, bin, 'agent', `-config=${configFile}`];
+  const [cmd, ...rest] = argv as [string, ...string[]];
+  const child = spawn(cmd, rest, {
     // A private HOME and no VAULT_*/BAO_* from the caller: only the config file speaks.
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -50,3 +50,31 @@ export function cpuMs(pid: number): number {
 export function openFds(pid: number): number {
   return fs.readdirSync(`/proc/${pid}/fd`).length;
 }
+
+/**
+ * CPU time of a child that has exited, measured by GNU time (`/usr/bin/time -f "%U %S" -o FILE`), which
+ * reads the kernel's rusage of the child. Undefined when /usr/bin/time is not installed.
+ */
+export class ChildCpu {
+  readonly available = fs.existsSync('/usr/bin/time');
+  private n = 0;
+  constructor(private readonly dir: string) {}
+
+  /** Wrapper argv for one run, and a reader of its user+system CPU in ms after the run. */
+  wrap(): { argv: string[]; read: () => number | undefined } {
+    if (!this.available) return { argv: [], read: () => undefined };
+    const file = `${this.dir}/cpu-${++this.n}.txt`;
+    return {
+      argv: ['/usr/bin/time', '-f', '%U %S', '-o', file],
+      read: () => {
+        try {
+          const [u, s] = fs.readFileSync(file, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number);
+          fs.rmSync(file, { force: true });
+          return ((u ?? NaN) + (s ?? NaN)) * 1000;
+        } catch {
+          return undefined;
+        }
+      },
+    };
+  }
+}
