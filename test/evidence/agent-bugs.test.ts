@@ -14,6 +14,16 @@
  *    exits 0 and never creates the missing names, so istiod finds no (or a partial) bundle; `check`
  *    reports the dir valid. src/store/cert-dir-writer.ts publish(), src/agent/renewer.ts inspect(),
  *    src/store/cert-dir-reader.ts readCertDir().
+ *
+ * 3. CLUSTER_NAME or CERT_ORGANIZATION containing a comma is accepted, but Vault's sign-intermediate
+ *    takes `locality` and `organization` as comma-separated LISTS, so "east,west" becomes two L values
+ *    (L=east + L=west) while the CSR says L="east,west". The setting should be rejected at start (or
+ *    sent so Vault keeps it whole). src/config.ts (CLUSTER_NAME, CERT_ORGANIZATION), src/agent/issue-bundle.ts.
+ *
+ * 4. A failed first publish (full volume, ENOSPC) removes its generation folder but leaves the empty
+ *    `.gen/` staging folder it created in CERT_DIR. Harmless to istiod (hidden, empty, not watched),
+ *    but it is something written into CERT_DIR by a run that published nothing.
+ *    src/store/cert-dir-writer.ts publish() (catch block).
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
@@ -25,6 +35,7 @@ import { BUNDLE, cleanEnv, runAgent, startAgent, type AgentRun } from '../helper
 import { httpGet } from '../helpers/metrics-text.js';
 import { useOpenBao } from '../helpers/openbao.js';
 import { VISIBLE, judgeDir, snapshot } from './support/cert-dir.js';
+import { x509 } from '../../src/pki/x509.js';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.js';
 import { runAgentKilledAt, straceUnavailable } from './support/strace.js';
 import { isFailure, isKeeping, isPublished, nextLine } from './support/wait.js';
@@ -115,4 +126,43 @@ describe.skipIf(!bao.available)('bug 2: a crash right after the first ..data swa
       await fs.rm(dir, { recursive: true, force: true });
     }
   }, 30_000);
+});
+
+describe.skipIf(!bao.available)('bug 3: a comma in CLUSTER_NAME / CERT_ORGANIZATION', () => {
+  it.each([
+    ['CLUSTER_NAME', 'L', 'east,west'],
+    ['CERT_ORGANIZATION', 'O', 'Istio,Mesh'],
+  ])('%s: rejected at start, or issued as ONE %s value', async (setting, field, value) => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-evidence-bug3-'));
+    try {
+      const run = await runAgent(['init'], cleanEnv({ ...bao.get().env, CERT_DIR: dir, KEY_TYPE: 'ec', CERT_TTL: '1h', [setting]: value }));
+      if (run.code === 2) {
+        expect(run.stderr).toMatch(new RegExp(`^${setting}: `));
+        return;
+      }
+      expect(run.code).toBe(0);
+      const cert = new x509.X509Certificate(await fs.readFile(path.join(dir, 'ca-cert.pem'), 'utf8'));
+      expect(cert.subjectName.getField(field), `subject ${cert.subject}`).toEqual([value]);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe.skipIf(!bao.available)('bug 4: a failed first publish leaves nothing in CERT_DIR', () => {
+  it('full volume (tmpfs): no `.gen/` left behind', async (ctx) => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-evidence-bug4-'));
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', dir]).status === 0;
+    try {
+      if (!mounted) return ctx.skip();
+      await fs.writeFile(path.join(dir, 'filler'), Buffer.alloc(16 * 1024)).catch(() => undefined);
+      const run = await runAgent(['init'], cleanEnv({ ...bao.get().env, CERT_DIR: dir, KEY_TYPE: 'ec', CERT_TTL: '1h', INIT_TIMEOUT: '1s' }));
+      expect(run.code).toBe(1);
+      expect(run.stdout).toMatch(/ENOSPC/);
+      expect((await fs.readdir(dir)).sort()).toEqual(['filler']);
+    } finally {
+      if (mounted) spawnSync('umount', ['-l', dir]);
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
 });

@@ -1,0 +1,452 @@
+/**
+ * Evidence (issue 6, item 4): bad settings and bad inputs, through the real binary.
+ *
+ * Settings: a table of bad values keyed by every entry of SETTINGS (src/config.ts). A setting added
+ * there without a row here fails the coverage test. A bad value must end the process with exit 2 and
+ * exactly one stderr line per problem, starting with the setting's name; nothing may appear in
+ * CERT_DIR (it is a path that does not exist yet, and must still not exist). Free-form settings (a
+ * namespace, a token, a subject attribute) have no syntax to reject: their rows probe a hostile or
+ * wrong value against a real OpenBao and state what must happen.
+ *
+ * Runtime inputs: a missing/empty/unreadable service-account token, a VAULT_ADDR host that does not
+ * resolve or a port nobody listens on (retryable: exit 1 at INIT_TIMEOUT naming the host), a CERT_DIR
+ * that is not writable for uid 1337 (setpriv) or on a full tmpfs, with and without a previous bundle.
+ * Runtime failures exit 1 with one clear `init failed: ...` line, and leave nothing half-written:
+ * no file in CERT_DIR that was not there before (an empty `.gen/` staging folder is tolerated here and
+ * reported in agent-bugs.test.ts), or only the complete previous generation, byte-identical.
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SETTINGS } from '../../src/config.js';
+import { freePort } from '../../src/dev/dev-server.js';
+import { x509 } from '../../src/pki/x509.js';
+import { cleanEnv, runAgent, type AgentRun } from '../helpers/agent-process.js';
+import { IN_CI } from '../helpers/tools.js';
+import { useOpenBao } from '../helpers/openbao.js';
+import { judgeDir, sameSnapshot, snapshot } from './support/cert-dir.js';
+import { makeLabRoot, mint } from './support/pki-lab.js';
+import { publishEvidence, table } from './support/report.js';
+import { sleep } from './support/wait.js';
+
+const bao = useOpenBao();
+let work: string;
+const files: Record<string, string> = {};
+
+type Expect =
+  | { exit: 2; lines: RegExp[] }
+  | { exit: 1; error: RegExp; minMs?: number; maxMs?: number }
+  | { exit: 0; check: (dir: string, run: AgentRun) => Promise<void> };
+
+interface Case {
+  value: string;
+  /** Settings for this case; `undefined` removes a base setting. Values may name files: `@token`. */
+  env: Record<string, string | undefined>;
+  /** Needs the real OpenBao (runtime probes). */
+  vault?: boolean;
+  args?: string[];
+  expect: Expect;
+}
+
+const DUR = (n: string, v: string) => new RegExp(`^${n}: "${v}" is not a duration \\(use 90s, 15m, 720h\\)$`);
+const SHORT = (n: string, v: string) => new RegExp(`^${n}: "${v}" is too short \\(${n} must be at least [\\d.]+s\\)$`);
+const ONE_OF = (n: string, v: string) => new RegExp(`^${n}: "${v}" is not one of `);
+const BOOL = (n: string, v: string) => new RegExp(`^${n}: "${v}" is not a boolean \\(use true or false\\)$`);
+
+/** One or more bad values for every setting. */
+const BAD: Record<string, Case[]> = {
+  VAULT_ADDR: [
+    { value: 'vault.example:8200 (no scheme)', env: { VAULT_ADDR: 'vault.example:8200' }, expect: { exit: 2, lines: [/^VAULT_ADDR: "vault.example:8200" must start with http:\/\/ or https:\/\/$/] } },
+    { value: '127.0.0.1:8200 (no scheme)', env: { VAULT_ADDR: '127.0.0.1:8200' }, expect: { exit: 2, lines: [/^VAULT_ADDR: "127.0.0.1:8200" is not a URL/] } },
+    { value: 'ftp://vault:8200', env: { VAULT_ADDR: 'ftp://vault:8200' }, expect: { exit: 2, lines: [/^VAULT_ADDR: "ftp:\/\/vault:8200" must start with http/] } },
+    { value: '(unset)', env: { VAULT_ADDR: undefined }, expect: { exit: 2, lines: [/^VAULT_ADDR: required/] } },
+  ],
+  VAULT_CACERT: [{ value: 'a file that does not exist', env: { VAULT_CACERT: '/nonexistent/vault-ca.pem' }, expect: { exit: 2, lines: [/^VAULT_CACERT: cannot read \/nonexistent\/vault-ca\.pem/] } }],
+  VAULT_NAMESPACE: [{ value: 'free-form; a namespace OpenBao does not have', vault: true, env: { VAULT_NAMESPACE: 'no-such-namespace' }, expect: { exit: 1, error: /namespace not found/, maxMs: 5000 } }],
+  VAULT_TOKEN: [
+    { value: 'unset with AUTH_METHOD=token', env: { AUTH_METHOD: 'token' }, expect: { exit: 2, lines: [/^VAULT_TOKEN: required for AUTH_METHOD=token$/] } },
+    { value: 'free-form; a token OpenBao never issued', vault: true, env: { AUTH_METHOD: 'token', VAULT_TOKEN: 'hvs.not-a-real-token' }, expect: { exit: 1, error: /VAULT_TOKEN is invalid, expired or revoked/, maxMs: 5000 } },
+  ],
+  VAULT_SKIP_VERIFY: [
+    { value: 'maybe', env: { VAULT_SKIP_VERIFY: 'maybe' }, expect: { exit: 2, lines: [BOOL('VAULT_SKIP_VERIFY', 'maybe')] } },
+    { value: 'true together with VAULT_CACERT', env: { VAULT_SKIP_VERIFY: 'true', VAULT_CACERT: '@token' }, expect: { exit: 2, lines: [/^VAULT_SKIP_VERIFY: true contradicts VAULT_CACERT/] } },
+  ],
+  VAULT_CLIENT_TIMEOUT: [
+    { value: '30 (no unit)', env: { VAULT_CLIENT_TIMEOUT: '30' }, expect: { exit: 2, lines: [DUR('VAULT_CLIENT_TIMEOUT', '30')] } },
+    { value: '50ms', env: { VAULT_CLIENT_TIMEOUT: '50ms' }, expect: { exit: 2, lines: [SHORT('VAULT_CLIENT_TIMEOUT', '50ms')] } },
+    { value: '-1s', env: { VAULT_CLIENT_TIMEOUT: '-1s' }, expect: { exit: 2, lines: [DUR('VAULT_CLIENT_TIMEOUT', '-1s')] } },
+  ],
+  AUTH_METHOD: [{ value: 'ldap', env: { AUTH_METHOD: 'ldap' }, expect: { exit: 2, lines: [ONE_OF('AUTH_METHOD', 'ldap')] } }],
+  AUTH_MOUNT: [{ value: 'kube mesh?auth', env: { AUTH_MOUNT: 'kube mesh?auth' }, expect: { exit: 2, lines: [/^AUTH_MOUNT: "kube mesh\?auth" is not a mount path/] } }],
+  AUTH_ROLE: [{ value: 'unset with AUTH_METHOD=jwt', env: { AUTH_ROLE: undefined }, expect: { exit: 2, lines: [/^AUTH_ROLE: required for AUTH_METHOD=jwt/] } }],
+  SA_TOKEN_PATH: [
+    { value: 'a file that does not exist', vault: true, env: { SA_TOKEN_PATH: '/nonexistent/token' }, expect: { exit: 1, error: /^init failed: SA_TOKEN_PATH: cannot read the service-account token at \/nonexistent\/token \(ENOENT\)/, maxMs: 5000 } },
+    { value: 'an empty file', vault: true, env: { SA_TOKEN_PATH: '@empty' }, expect: { exit: 1, error: /^init failed: SA_TOKEN_PATH: the service-account token at .*empty-token is empty$/, maxMs: 5000 } },
+    { value: 'a directory', vault: true, env: { SA_TOKEN_PATH: '@work' }, expect: { exit: 1, error: /^init failed: SA_TOKEN_PATH: cannot read the service-account token at .* \(EISDIR\)/, maxMs: 5000 } },
+  ],
+  APPROLE_ROLE_ID: [{ value: 'unset with AUTH_METHOD=approle', env: { AUTH_METHOD: 'approle', APPROLE_SECRET_ID_FILE: '@token' }, expect: { exit: 2, lines: [/^APPROLE_ROLE_ID: required for AUTH_METHOD=approle$/] } }],
+  APPROLE_SECRET_ID_FILE: [
+    { value: 'unset with AUTH_METHOD=approle', env: { AUTH_METHOD: 'approle', APPROLE_ROLE_ID: 'r' }, expect: { exit: 2, lines: [/^APPROLE_SECRET_ID_FILE: required for AUTH_METHOD=approle$/] } },
+    { value: 'a file that does not exist', env: { AUTH_METHOD: 'approle', APPROLE_ROLE_ID: 'r', APPROLE_SECRET_ID_FILE: '/nonexistent/secret-id' }, expect: { exit: 2, lines: [/^APPROLE_SECRET_ID_FILE: cannot read \/nonexistent\/secret-id/] } },
+  ],
+  PKI_SIGN_PATH: [
+    { value: 'pki/sign/istiod (a leaf role)', env: { PKI_SIGN_PATH: 'pki/sign/istiod' }, expect: { exit: 2, lines: [/^PKI_SIGN_PATH: must be <mount>\/root\/sign-intermediate or <mount>\/issuer\/<ref>\/sign-intermediate$/] } },
+    { value: 'a mount that does not exist', vault: true, env: { PKI_SIGN_PATH: 'no-such-pki/root/sign-intermediate' }, expect: { exit: 1, error: /no-such-pki\/issuer\/default\/json: HTTP 403: permission denied/, maxMs: 5000 } },
+  ],
+  CERT_TTL: [
+    { value: '5s (under 10s)', env: { CERT_TTL: '5s' }, expect: { exit: 2, lines: [SHORT('CERT_TTL', '5s')] } },
+    { value: '0', env: { CERT_TTL: '0' }, expect: { exit: 2, lines: [SHORT('CERT_TTL', '0')] } },
+    { value: '30days', env: { CERT_TTL: '30days' }, expect: { exit: 2, lines: [DUR('CERT_TTL', '30days')] } },
+  ],
+  RENEW_BEFORE: [
+    { value: '2h with CERT_TTL=1h', env: { RENEW_BEFORE: '2h' }, expect: { exit: 2, lines: [/^RENEW_BEFORE: must be shorter than CERT_TTL \(2h >= 1h\)$/] } },
+    { value: 'soon', env: { RENEW_BEFORE: 'soon' }, expect: { exit: 2, lines: [DUR('RENEW_BEFORE', 'soon')] } },
+    { value: '500ms', env: { RENEW_BEFORE: '500ms' }, expect: { exit: 2, lines: [SHORT('RENEW_BEFORE', '500ms')] } },
+  ],
+  KEY_TYPE: [{ value: 'dsa', env: { KEY_TYPE: 'dsa' }, expect: { exit: 2, lines: [ONE_OF('KEY_TYPE', 'dsa')] } }],
+  KEY_SIZE: [
+    { value: '1024 with rsa', env: { KEY_TYPE: 'rsa', KEY_SIZE: '1024' }, expect: { exit: 2, lines: [/^KEY_SIZE: 1024 is not allowed for KEY_TYPE=rsa \(use 2048 or 3072 or 4096\)$/] } },
+    { value: '521 with ec', env: { KEY_TYPE: 'ec', KEY_SIZE: '521' }, expect: { exit: 2, lines: [/^KEY_SIZE: 521 is not allowed for KEY_TYPE=ec \(use 256 or 384\)$/] } },
+    { value: 'big', env: { KEY_SIZE: 'big' }, expect: { exit: 2, lines: [/^KEY_SIZE: "big" is not a whole number$/] } },
+  ],
+  CLUSTER_NAME: [{
+    value: 'free-form; DN syntax c1+CN=evil;O=x (a comma is bug 3, see agent-bugs.test.ts)', vault: true, env: { CLUSTER_NAME: 'c1+CN=evil;O=x' },
+    expect: { exit: 0, check: async (dir) => expect(await subjectOf(dir)).toEqual({ CN: ['Intermediate CA'], O: ['Istio'], L: ['c1+CN=evil;O=x'] }) },
+  }],
+  CERT_COMMON_NAME: [{
+    value: 'free-form; "Mesh CA, O=Evil+L=x"', vault: true, env: { CERT_COMMON_NAME: 'Mesh CA, O=Evil+L=x' },
+    expect: { exit: 0, check: async (dir) => expect(await subjectOf(dir)).toEqual({ CN: ['Mesh CA, O=Evil+L=x'], O: ['Istio'] }) },
+  }],
+  CERT_ORGANIZATION: [{
+    value: 'free-form; "Istio+CN=x" (a comma is bug 3)', vault: true, env: { CERT_ORGANIZATION: 'Istio+CN=x' },
+    expect: { exit: 0, check: async (dir) => expect(await subjectOf(dir)).toEqual({ CN: ['Intermediate CA'], O: ['Istio+CN=x'] }) },
+  }],
+  CERT_DNS_SANS: [{ value: 'istiod.istio-system.svc,not a name!', env: { CERT_DNS_SANS: 'istiod.istio-system.svc,not a name!' }, expect: { exit: 2, lines: [/^CERT_DNS_SANS: must be a comma-separated list of DNS names$/] } }],
+  CERT_DIR: [{ value: 'a regular file', vault: true, env: { CERT_DIR: '@token-copy' }, expect: { exit: 1, error: /^init failed: while creating \.gen\/\S+ for a new generation in \S+: ENOTDIR/, maxMs: 5000 } }],
+  EXTRA_TRUST_ROOTS_FILE: [
+    { value: 'a file that does not exist', env: { EXTRA_TRUST_ROOTS_FILE: '/nonexistent/roots.pem' }, expect: { exit: 2, lines: [/^EXTRA_TRUST_ROOTS_FILE: cannot read \/nonexistent\/roots\.pem/] } },
+    { value: 'not PEM', env: { EXTRA_TRUST_ROOTS_FILE: '@token' }, expect: { exit: 2, lines: [/^EXTRA_TRUST_ROOTS_FILE holds no PEM certificate$/] } },
+    { value: 'a certificate that is not a self-signed CA', env: { EXTRA_TRUST_ROOTS_FILE: '@leaf' }, expect: { exit: 2, lines: [/^EXTRA_TRUST_ROOTS_FILE: ".*" is not a self-signed CA certificate$/] } },
+  ],
+  MIN_PUBLISH_INTERVAL: [{ value: 'fast', env: { MIN_PUBLISH_INTERVAL: 'fast' }, expect: { exit: 2, lines: [DUR('MIN_PUBLISH_INTERVAL', 'fast')] } }],
+  INIT_TIMEOUT: [
+    { value: '0', env: { INIT_TIMEOUT: '0' }, expect: { exit: 2, lines: [SHORT('INIT_TIMEOUT', '0')] } },
+    { value: '500ms', env: { INIT_TIMEOUT: '500ms' }, expect: { exit: 2, lines: [SHORT('INIT_TIMEOUT', '500ms')] } },
+  ],
+  METRICS_ADDR: [
+    { value: 'localhost (no port)', env: { METRICS_ADDR: 'localhost' }, expect: { exit: 2, lines: [/^METRICS_ADDR: "localhost" is not host:port/] } },
+    { value: ':99999', env: { METRICS_ADDR: ':99999' }, expect: { exit: 2, lines: [/^METRICS_ADDR: ":99999" is not host:port/] } },
+    { value: 'a port already in use (run)', vault: true, args: ['run'], env: { METRICS_ADDR: '@busy-port' }, expect: { exit: 1, error: /METRICS_ADDR: cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE/, maxMs: 5000 } },
+  ],
+  ISTIOD_METRICS_URL: [{ value: 'localhost:15014/metrics (no scheme)', env: { ISTIOD_METRICS_URL: 'localhost:15014/metrics' }, expect: { exit: 2, lines: [/^ISTIOD_METRICS_URL: "localhost:15014\/metrics" is not an http\(s\) URL/] } }],
+  ISTIOD_SYNC_TIMEOUT: [{ value: '10ms', env: { ISTIOD_SYNC_TIMEOUT: '10ms' }, expect: { exit: 2, lines: [SHORT('ISTIOD_SYNC_TIMEOUT', '10ms')] } }],
+  ROTATE_ENDPOINT: [{ value: 'enabled', env: { ROTATE_ENDPOINT: 'enabled' }, expect: { exit: 2, lines: [BOOL('ROTATE_ENDPOINT', 'enabled')] } }],
+  LOG_LEVEL: [{ value: 'verbose', env: { LOG_LEVEL: 'verbose' }, expect: { exit: 2, lines: [ONE_OF('LOG_LEVEL', 'verbose')] } }],
+};
+
+/** Command-line mistakes that are not a single setting. */
+const OTHER: (Case & { name: string })[] = [
+  { name: 'three bad settings at once', value: 'CERT_TTL=5s KEY_TYPE=dsa LOG_LEVEL=loud', env: { CERT_TTL: '5s', KEY_TYPE: 'dsa', LOG_LEVEL: 'loud' }, expect: { exit: 2, lines: [SHORT('CERT_TTL', '5s'), ONE_OF('KEY_TYPE', 'dsa'), ONE_OF('LOG_LEVEL', 'loud')] } },
+  { name: 'unknown flag', value: '--cert-tll 1h', args: ['init', '--cert-tll', '1h'], env: {}, expect: { exit: 2, lines: [/^--cert-tll: unknown flag \(see --help\)$/] } },
+  { name: 'flag without a value', value: '--cert-ttl', args: ['init', '--cert-ttl'], env: {}, expect: { exit: 2, lines: [/^--cert-ttl: needs a value$/] } },
+  { name: 'bad value as a flag', value: '--key-type=dsa', args: ['init', '--key-type=dsa'], env: {}, expect: { exit: 2, lines: [ONE_OF('KEY_TYPE', 'dsa')] } },
+  { name: 'unknown command', value: 'renew', args: ['renew'], env: {}, expect: { exit: 2, lines: [/^renew: unknown command/] } },
+  { name: 'extra argument', value: 'init now', args: ['init', 'now'], env: {}, expect: { exit: 2, lines: [/^init: unexpected argument "now"$/] } },
+];
+
+/** Subject attributes of the published intermediate (CN, O, L), values as issued, unescaped. */
+async function subjectOf(dir: string): Promise<Record<string, string[]>> {
+  const c = new x509.X509Certificate(await fs.readFile(path.join(dir, 'ca-cert.pem'), 'utf8'));
+  const out: Record<string, string[]> = {};
+  for (const f of ['CN', 'O', 'L']) {
+    const v = c.subjectName.getField(f);
+    if (v.length) out[f] = v;
+  }
+  return out;
+}
+
+function resolveFiles(env: Record<string, string | undefined>): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(env)) out[k] = v?.startsWith('@') ? files[v.slice(1)] : v;
+  return out;
+}
+
+function baseEnv(vault: boolean, certDir: string): Record<string, string | undefined> {
+  const common = { CERT_DIR: certDir, KEY_TYPE: 'ec', CERT_TTL: '1h', INIT_TIMEOUT: '3s', VAULT_CLIENT_TIMEOUT: '1s' };
+  if (vault) return { ...bao.get().env, ...common };
+  return { VAULT_ADDR: 'http://127.0.0.1:9', AUTH_METHOD: 'jwt', AUTH_MOUNT: 'jwt', AUTH_ROLE: 'istiod', SA_TOKEN_PATH: files.token, ...common };
+}
+
+/** Every file under `dir` (recursively), and every directory that is not empty-`.gen`. */
+async function contents(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string) => {
+    for (const e of await fs.readdir(d, { withFileTypes: true }).catch(() => [])) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) {
+        const inner = await fs.readdir(p);
+        if (!(e.name === '.gen' && inner.length === 0)) out.push(`${path.relative(dir, p)}/`);
+        await walk(p);
+      } else out.push(path.relative(dir, p));
+    }
+  };
+  await walk(dir);
+  return out.sort();
+}
+
+const rows: (string | number)[][] = [];
+let caseNo = 0;
+
+async function runCase(setting: string, c: Case): Promise<void> {
+  const certDir = path.join(work, `cert-dir-${++caseNo}`);
+  const env = resolveFiles({ ...baseEnv(!!c.vault, certDir), ...c.env });
+  const resolvedDir = env.CERT_DIR!;
+  const preexisting = resolvedDir === certDir ? [] : await contents(resolvedDir).catch(() => []);
+  const t0 = Date.now();
+  const run = await runAgent(c.args ?? ['init'], cleanEnv(env), 30_000);
+  const ms = Date.now() - t0;
+  const stderrLines = run.stderr.split('\n').filter((l) => l.trim() !== '');
+  let shown = '';
+  try {
+    expect(run.code, `exit code; stderr: ${run.stderr.slice(0, 500)}; stdout: ${run.stdout.slice(-800)}`).toBe(c.expect.exit);
+    if (c.expect.exit === 2) {
+      expect(stderrLines.length, stderrLines.join('\n')).toBe(c.expect.lines.length);
+      c.expect.lines.forEach((re, i) => expect(stderrLines[i]).toMatch(re));
+      shown = stderrLines.join(' / ');
+      // Nothing touched: the cert dir was never created.
+      if (resolvedDir === certDir) await expect(fs.access(certDir)).rejects.toThrow();
+    } else if (c.expect.exit === 1) {
+      const errors = run.lines.filter((l) => l.level === 'error');
+      const final = errors.at(-1);
+      expect(final?.msg, run.stdout.slice(-1500)).toMatch(c.expect.error);
+      expect(run.lines.filter((l) => String(l.msg).startsWith('init failed:') || String(l.msg).startsWith('failed:')).length).toBe(1);
+      expect(run.stderr).toBe('');
+      if (c.expect.maxMs) expect(ms).toBeLessThan(c.expect.maxMs);
+      if (c.expect.minMs) expect(ms).toBeGreaterThanOrEqual(c.expect.minMs);
+      shown = String(final?.msg);
+      expect(await contents(resolvedDir).catch(() => [])).toEqual(preexisting);
+    } else {
+      await c.expect.check(resolvedDir, run);
+      shown = 'accepted (exit 0): value kept verbatim, no injection';
+    }
+    rows.push([setting, c.value, c.expect.exit, `${shown.slice(0, 160)}${shown.length > 160 ? '...' : ''}`, `${ms} ms`]);
+  } catch (err) {
+    rows.push([setting, c.value, `**${run.code}** (wanted ${c.expect.exit})`, `${(stderrLines[0] ?? String(run.lines.at(-1)?.msg ?? '')).slice(0, 160)}`, `${ms} ms`]);
+    throw err;
+  }
+}
+
+let busy: net.Server;
+
+beforeAll(async () => {
+  work = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-evidence-inputs-'));
+  await fs.chmod(work, 0o755);
+  files.work = work;
+  files.token = path.join(work, 'token');
+  await fs.writeFile(files.token, 'not-a-jwt\n');
+  files.empty = path.join(work, 'empty-token');
+  await fs.writeFile(files.empty, '\n');
+  files['token-copy'] = path.join(work, 'a-regular-file');
+  await fs.writeFile(files['token-copy'], 'x');
+  const r = await makeLabRoot('CN=Bad Inputs Root');
+  files.leaf = path.join(work, 'leaf.pem');
+  await fs.writeFile(files.leaf, (await mint({ subject: 'CN=leaf', ca: false }, r)).pem);
+  busy = net.createServer();
+  const port = await freePort();
+  await new Promise<void>((res) => busy.listen(port, '127.0.0.1', () => res()));
+  files['busy-port'] = `127.0.0.1:${port}`;
+});
+
+afterAll(async () => {
+  busy?.close();
+  await fs.rm(work, { recursive: true, force: true });
+  if (rows.length) {
+    await publishEvidence('bad-inputs', [
+      `Bad settings and inputs: ${rows.length} cases through the real binary (\`init\` unless noted). Exit 2 = rejected at start with one line per problem naming the setting; exit 1 = runtime failure with one \`init failed:\` line; CERT_DIR checked for leftovers after every case.`,
+      '',
+      table(['setting', 'bad value', 'exit', 'what the operator sees', 'time'], rows),
+    ].join('\n'));
+  }
+});
+
+describe('every setting has bad-value cases', () => {
+  it('the table covers SETTINGS exactly (a new setting needs a row here)', () => {
+    expect(Object.keys(BAD).sort()).toEqual(SETTINGS.map((s) => s.env).sort());
+    for (const s of SETTINGS) expect(BAD[s.env]!.length, s.env).toBeGreaterThan(0);
+  });
+});
+
+const configCases = Object.entries(BAD).flatMap(([setting, cases]) => cases.filter((c) => !c.vault).map((c) => ({ setting, ...c })));
+const vaultCases = Object.entries(BAD).flatMap(([setting, cases]) => cases.filter((c) => c.vault).map((c) => ({ setting, ...c })));
+
+describe('bad settings: exit 2, one line per problem naming the setting, CERT_DIR untouched', () => {
+  it.concurrent.each(configCases)('$setting = $value', async (c) => runCase(c.setting, c), 20_000);
+  it.concurrent.each(OTHER)('$name: $value', async (c) => runCase('(command line)', c), 20_000);
+});
+
+describe.skipIf(!bao.available)('free-form settings and runtime inputs against a real OpenBao', () => {
+  it.concurrent.each(vaultCases)('$setting = $value', async (c) => runCase(c.setting, c), 30_000);
+
+  it.concurrent.each([
+    ['http://vault.invalid:8200 (does not resolve)', 'http://vault.invalid:8200', /vault\.invalid/, /ENOTFOUND|EAI_AGAIN/],
+    ['http://127.0.0.1:1 (nothing listens)', 'http://127.0.0.1:1', /127\.0\.0\.1:1/, /ECONNREFUSED/],
+  ])('VAULT_ADDR %s: retried, exit 1 at INIT_TIMEOUT with a message naming the host', async (label, addr, host, code) => {
+    const certDir = path.join(work, `cert-dir-${++caseNo}`);
+    const t0 = Date.now();
+    const run = await runAgent(['init'], cleanEnv({ ...baseEnv(true, certDir), VAULT_ADDR: addr, INIT_TIMEOUT: '3s' }));
+    const ms = Date.now() - t0;
+    expect(run.code).toBe(1);
+    const final = run.lines.filter((l) => l.level === 'error').at(-1)!;
+    expect(final.msg).toMatch(/^init failed: /);
+    expect(final.msg).toMatch(host);
+    expect(final.msg).toMatch(code);
+    const gaveUp = run.lines.find((l) => String(l.msg).startsWith('giving up after INIT_TIMEOUT (3s)'));
+    expect(gaveUp?.attempts).toBeGreaterThanOrEqual(2);
+    expect(ms).toBeGreaterThanOrEqual(2000);
+    expect(ms).toBeLessThan(8000);
+    await expect(fs.access(certDir)).rejects.toThrow();
+    rows.push(['VAULT_ADDR', label, 1, `${String(final.msg).slice(0, 160)}... (${String(gaveUp?.attempts)} attempts)`, `${ms} ms`]);
+  }, 20_000);
+});
+
+/** Runs the agent as uid/gid 1337 (istiod's and the agent's user in the pod). */
+const asIstio = (args: string[], env: Record<string, string | undefined>) => {
+  const e = cleanEnv(env);
+  return spawnSync('setpriv', ['--reuid=1337', '--regid=1337', '--clear-groups', process.execPath, path.resolve('dist/istiod-vault-agent.mjs'), ...args], { env: e, encoding: 'utf8', timeout: 30_000 });
+};
+const parse = (stdout: string) => stdout.split('\n').filter(Boolean).map((l) => { try { return JSON.parse(l) as Record<string, unknown>; } catch { return { msg: l }; } });
+const canSetpriv = process.getuid?.() === 0 && spawnSync('setpriv', ['--reuid=1337', '--regid=1337', '--clear-groups', 'true']).status === 0;
+
+describe.skipIf(!bao.available || !canSetpriv)('CERT_DIR and SA token as uid 1337 (setpriv)', () => {
+  let tokenFor1337: string;
+  beforeAll(async () => {
+    tokenFor1337 = path.join(work, 'token-1337');
+    await fs.copyFile(bao.get().saTokenPath, tokenFor1337);
+    await fs.chown(tokenFor1337, 1337, 1337);
+    await fs.chmod(tokenFor1337, 0o600);
+  });
+
+  it('CERT_DIR owned by root (0755), empty: exit 1 at once, permission denied named, nothing written', async () => {
+    const dir = path.join(work, 'root-owned');
+    await fs.mkdir(dir, { mode: 0o755 });
+    const r = asIstio(['init'], { ...bao.get().env, SA_TOKEN_PATH: tokenFor1337, CERT_DIR: dir, KEY_TYPE: 'ec', CERT_TTL: '1h', INIT_TIMEOUT: '10s' });
+    const final = parse(r.stdout).filter((l) => l.level === 'error').at(-1);
+    expect(r.status, r.stdout.slice(-800)).toBe(1);
+    expect(final?.msg).toMatch(/^init failed: while creating \.gen\/\S+ for a new generation in .*: EACCES \(permission denied: CERT_DIR must be writable by the agent/);
+    expect(await fs.readdir(dir)).toEqual([]);
+    rows.push(['CERT_DIR', 'not writable by uid 1337 (root-owned 0755), empty', 1, String(final?.msg).slice(0, 160), 'no retry (EACCES is permanent)']);
+  });
+
+  it('CERT_DIR not writable but holding a valid, due bundle: exit 0 with a warning, the bundle untouched', async () => {
+    const dir = path.join(work, 'root-owned-with-bundle');
+    const seed = await runAgent(['init'], cleanEnv({ ...bao.get().env, CERT_DIR: dir, KEY_TYPE: 'ec', CERT_TTL: '10s', RENEW_BEFORE: '9900ms' }));
+    expect(seed.code).toBe(0);
+    // Files readable by the agent (as in the pod), the folders not writable.
+    for (const g of await fs.readdir(path.join(dir, '.gen'))) for (const f of await fs.readdir(path.join(dir, '.gen', g))) await fs.chown(path.join(dir, '.gen', g, f), 1337, 1337);
+    await sleep(200);
+    const before = await snapshot(dir);
+    const r = asIstio(['init'], { ...bao.get().env, SA_TOKEN_PATH: tokenFor1337, CERT_DIR: dir, KEY_TYPE: 'ec', CERT_TTL: '10s', RENEW_BEFORE: '9900ms', INIT_TIMEOUT: '10s' });
+    const lines = parse(r.stdout);
+    expect(r.status, r.stdout.slice(-800)).toBe(0);
+    const warn = lines.find((l) => String(l.msg).startsWith('renewal failed but the current bundle is still valid'));
+    expect(warn?.reason).toBe('write_failed');
+    expect(sameSnapshot(before, await snapshot(dir))).toBe(true);
+    expect((await judgeDir(dir)).ok).toBe(true);
+    rows.push(['CERT_DIR', 'not writable by uid 1337, valid due bundle inside', 0, `${String(warn?.msg)} (reason write_failed); previous generation byte-identical`, '-']);
+  });
+
+  it('SA token owned by root (0600): exit 1 at once naming SA_TOKEN_PATH and EACCES', async () => {
+    const dir = path.join(work, 'sa-unreadable');
+    await fs.mkdir(dir, { mode: 0o755 });
+    await fs.chown(dir, 1337, 1337);
+    const rootOnly = path.join(work, 'token-root-only');
+    await fs.copyFile(bao.get().saTokenPath, rootOnly);
+    await fs.chmod(rootOnly, 0o600);
+    const r = asIstio(['init'], { ...bao.get().env, SA_TOKEN_PATH: rootOnly, CERT_DIR: dir, KEY_TYPE: 'ec', CERT_TTL: '1h', INIT_TIMEOUT: '10s' });
+    const final = parse(r.stdout).filter((l) => l.level === 'error').at(-1);
+    expect(r.status).toBe(1);
+    expect(final?.msg).toMatch(/^init failed: SA_TOKEN_PATH: cannot read the service-account token at .*token-root-only \(EACCES\)/);
+    expect(await fs.readdir(dir)).toEqual([]);
+    rows.push(['SA_TOKEN_PATH', 'unreadable by uid 1337 (root 0600)', 1, String(final?.msg).slice(0, 160), '-']);
+  });
+});
+
+/** Mounts a tmpfs of `size` at `dir`; undefined when mounting is not possible here. */
+function mountTmpfs(dir: string, size: string): string | undefined {
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir], { encoding: 'utf8' });
+  return r.status === 0 ? undefined : (r.stderr.trim() || `mount exited ${r.status}`);
+}
+async function fill(dir: string): Promise<void> {
+  // Fill to the last byte: a big write, then small ones until ENOSPC.
+  const fh = await fs.open(path.join(dir, 'filler'), 'w');
+  try {
+    for (let chunk = 1 << 20; chunk >= 1; chunk >>= 1) {
+      for (;;) {
+        try {
+          await fh.write(Buffer.alloc(chunk));
+        } catch {
+          break;
+        }
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+describe.skipIf(!bao.available)('CERT_DIR on a full filesystem (tmpfs)', () => {
+  let mountProblem: string | undefined;
+  const mounts: string[] = [];
+  beforeAll(async () => {
+    const probe = path.join(work, 'mount-probe');
+    await fs.mkdir(probe);
+    mountProblem = process.getuid?.() === 0 ? mountTmpfs(probe, '16k') : 'not root';
+    if (!mountProblem) spawnSync('umount', [probe]);
+    if (mountProblem) console.warn(`skipping the full-filesystem cases: cannot mount a tmpfs here (${mountProblem})${IN_CI ? ' (CI)' : ''}`);
+  });
+  afterAll(() => {
+    for (const m of mounts) spawnSync('umount', ['-l', m]);
+  });
+
+  it('empty and full: retried (ENOSPC may clear), exit 1 at INIT_TIMEOUT naming the full volume, no file left', async (ctx) => {
+    if (mountProblem) return ctx.skip();
+    const dir = path.join(work, 'full-empty');
+    await fs.mkdir(dir);
+    expect(mountTmpfs(dir, '16k')).toBeUndefined();
+    mounts.push(dir);
+    await fill(dir);
+    const t0 = Date.now();
+    const run = await runAgent(['init'], cleanEnv({ ...baseEnv(true, dir), INIT_TIMEOUT: '3s' }));
+    const final = run.lines.filter((l) => l.level === 'error').at(-1);
+    expect(run.code).toBe(1);
+    expect(final?.msg).toMatch(/^init failed: while writing ca-cert\.pem for a new generation in .*: ENOSPC \(the volume is full: raise the emptyDir sizeLimit or free space\)/);
+    expect(run.lines.find((l) => String(l.msg).startsWith('giving up after INIT_TIMEOUT'))?.attempts).toBeGreaterThanOrEqual(2);
+    expect(await contents(dir)).toEqual(['filler']);
+    rows.push(['CERT_DIR', 'full tmpfs (16k), empty', 1, String(final?.msg).slice(0, 160), `${Date.now() - t0} ms (retried until INIT_TIMEOUT=3s)`]);
+  }, 20_000);
+
+  it('full, holding a valid due bundle: exit 0 with a warning, the previous generation byte-identical, no partial folder', async (ctx) => {
+    if (mountProblem) return ctx.skip();
+    const dir = path.join(work, 'full-with-bundle');
+    await fs.mkdir(dir);
+    expect(mountTmpfs(dir, '64k')).toBeUndefined();
+    mounts.push(dir);
+    const env = cleanEnv({ ...baseEnv(true, dir), CERT_TTL: '10s', RENEW_BEFORE: '9900ms' });
+    expect((await runAgent(['init'], env)).code).toBe(0);
+    await fill(dir);
+    await sleep(200);
+    const before = await snapshot(dir);
+    const listing = await contents(dir);
+    const run = await runAgent(['init'], env);
+    expect(run.code, run.stdout.slice(-800)).toBe(0);
+    const warn = run.lines.find((l) => String(l.msg).startsWith('renewal failed but the current bundle is still valid'));
+    expect(warn?.reason).toBe('write_failed');
+    expect(run.lines.find((l) => l.level === 'error' && String(l.msg).startsWith('issuance failed'))?.msg).toMatch(/ENOSPC/);
+    expect(sameSnapshot(before, await snapshot(dir))).toBe(true);
+    expect(await contents(dir)).toEqual(listing);
+    rows.push(['CERT_DIR', 'full tmpfs (64k) holding a valid due bundle', 0, `${String(warn?.msg)} (reason write_failed); previous generation byte-identical, no partial folder`, '-']);
+  }, 20_000);
+});
