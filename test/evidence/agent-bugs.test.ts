@@ -1,7 +1,10 @@
 /**
- * Agent bugs found while gathering the issue-6 evidence. Each test states the contract, shows the
- * agent breaking it, and FAILS until src/ is fixed (see docs/reliability.md, "Bugs found"). They live
- * in their own file so the evidence suites stay green while these stay red.
+ * Agent bugs found while gathering the issue-6 evidence (see docs/reliability.md, "Bugs found"). Each
+ * test states the contract and shows the agent breaking it. They live in their own file so the
+ * evidence suites stay green while an open bug's test stays red.
+ *
+ * Status: 1 and 2 were fixed in 08f5413 (these tests now guard against regressions); 3 and 4 are open
+ * and their tests FAIL until src/ is fixed.
  *
  * 1. A rotation (SIGHUP, POST /rotate) whose issuance fails is never retried, although the agent logs
  *    "keeping the current bundle; will retry" with a retryInMs. src/agent/renewal-loop.ts: run() clears

@@ -12,8 +12,9 @@
  * temporary entry, removed by the next start).
  *
  * Deterministic kills: strace delivers SIGKILL at exact system calls of a publish (the first fsync of
- * a generation file, the temporary ..data link, the rename onto ..data, the removal of a replaced
- * generation at start), and the next start must leave one valid generation and no leftovers.
+ * a generation file, the temporary ..data link, the rename onto ..data, the visible links of the first
+ * publish, the removal of a replaced generation at start), and the next start must leave one valid
+ * generation (repairing the visible names if needed) and no leftovers.
  *
  * kill -9 tests process death (OOM kill, eviction, a crash); it does not model power loss (the cert
  * dir is a memory emptyDir in the manifests, so there is nothing to recover after one).
@@ -215,11 +216,17 @@ describe.skipIf(!bao.available)('crash consistency under kill -9', () => {
     seeded: boolean;
     point: (dir: string, oldGens: string[]) => CrashPoint;
     /** What the kill must leave (before any restart). */
-    left: 'previous' | 'empty';
+    left: 'previous' | 'empty' | 'links-missing';
+    /** A long lifetime, so the restart adopts (and must repair) instead of publishing anew. */
+    longLived?: boolean;
   }
   const POINTS: Point[] = [
     { name: 'first publish into an empty dir, first fsync of a generation file', seeded: false, point: () => ({ syscalls: ['fsync'] }), left: 'empty' },
     { name: 'first publish into an empty dir, rename onto ..data', seeded: false, point: (d) => ({ syscalls: ['rename', 'renameat', 'renameat2'], path: path.join(d, '.gen', '..data_tmp') }), left: 'empty' },
+    // After the first swap, before the visible names exist (bug 2 of agent-bugs.test.ts, fixed in 08f5413):
+    // istiod would find nothing until the next start repairs the names.
+    { name: 'first publish, after the ..data swap, before the ca-cert.pem link', seeded: false, point: (d) => ({ syscalls: ['symlink', 'symlinkat'], path: path.join(d, '.gen', 'ca-cert.pem.tmp') }), left: 'links-missing', longLived: true },
+    { name: 'first publish, before the last visible link (root-cert.pem)', seeded: false, point: (d) => ({ syscalls: ['symlink', 'symlinkat'], path: path.join(d, '.gen', 'root-cert.pem.tmp') }), left: 'links-missing', longLived: true },
     { name: 'first fsync of a generation file (files half written)', seeded: true, point: () => ({ syscalls: ['fsync'] }), left: 'previous' },
     { name: 'creating the temporary ..data link (generation complete, not swapped)', seeded: true, point: (d) => ({ syscalls: ['symlink', 'symlinkat'], path: path.join(d, '.gen', '..data_tmp') }), left: 'previous' },
     { name: 'rename onto ..data (temporary link left behind)', seeded: true, point: (d) => ({ syscalls: ['rename', 'renameat', 'renameat2'], path: path.join(d, '.gen', '..data_tmp') }), left: 'previous' },
@@ -229,10 +236,11 @@ describe.skipIf(!bao.available)('crash consistency under kill -9', () => {
 
   it.skipIf(!!noStrace).each(POINTS)('strace kill -9 at: $name', async (p) => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-evidence-point-'));
+    const env = agentEnv(dir, p.longLived ? { CERT_TTL: '1h', RENEW_BEFORE: '20m' } : {});
     try {
       const old: string[] = [];
       if (p.seeded) {
-        expect((await runAgent(['init'], agentEnv(dir))).code).toBe(0);
+        expect((await runAgent(['init'], env)).code).toBe(0);
         const cur = (await snapshot(dir)).target!.replace('.gen/', '');
         // Two long-replaced generations (names from 2020), so the publish's prune has work to do.
         for (const g of ['20200101T000000000Z-0001', '20200101T000000000Z-0002']) {
@@ -242,16 +250,20 @@ describe.skipIf(!bao.available)('crash consistency under kill -9', () => {
         await sleep(1100); // the seeded bundle is due 100 ms after it was issued
       }
       const before = await snapshot(dir);
-      const res = await runAgentKilledAt(p.point(dir, old), ['init'], agentEnv(dir));
+      const res = await runAgentKilledAt(p.point(dir, old), ['init'], env);
       expect(res.killed, `the agent was killed at the crash point (exit ${res.code}, ${res.signal})`).toBe(true);
       const afterKill = await snapshot(dir);
       const verdict = await judgeDir(dir, 'within-validity');
       const left = await genEntries(dir);
       if (p.left === 'empty') expect(verdict).toEqual({ ok: true, state: 'empty' });
-      else expect(verdict).toMatchObject({ ok: true, state: 'valid' });
+      else if (p.left === 'links-missing') {
+        expect(verdict.ok).toBe(false);
+        // `check` must agree with istiod that this dir is not usable yet.
+        expect(spawnSync(process.execPath, [BUNDLE, 'check', dir], { env: cleanEnv({}), encoding: 'utf8' }).status).toBe(1);
+      } else expect(verdict).toMatchObject({ ok: true, state: 'valid' });
       if (p.left === 'previous') expect(afterKill).toEqual(before);
 
-      const restart = await runAgent(['init'], agentEnv(dir));
+      const restart = await runAgent(['init'], env);
       expect(restart.code).toBe(0);
       const final = await judgeDir(dir);
       expect(final).toMatchObject({ ok: true, state: 'valid' });
@@ -262,7 +274,17 @@ describe.skipIf(!bao.available)('crash consistency under kill -9', () => {
       expect(tidy.generations.filter((g) => g.startsWith('2020')).length, 'long-replaced generations pruned').toBeLessThanOrEqual(1);
       const check = spawnSync(process.execPath, [BUNDLE, 'check', dir], { env: cleanEnv({}), encoding: 'utf8' });
       expect(check.status).toBe(0);
-      pointRows.push([p.name, verdict.ok ? verdict.state : 'INVALID', `${left.generations.length} folders, ${left.other.length} temp`, 'valid, leftovers removed, `check` 0']);
+      const repaired = restart.lines.find((l) => l.msg === 'repaired the visible names of the published generation');
+      if (p.longLived) {
+        expect(repaired, 'the restart adopted the bundle and repaired the visible names').toBeDefined();
+        expect(restart.lines.some((l) => l.msg === 'published a new intermediate')).toBe(false);
+      }
+      pointRows.push([
+        p.name,
+        verdict.ok ? verdict.state : `visible names missing (\`check\` exit 1): ${verdict.problem.split(',')[0]}`,
+        `${left.generations.length} folders, ${left.other.length} temp`,
+        `valid${repaired ? ' (visible names repaired)' : ''}, leftovers removed, \`check\` 0`,
+      ]);
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }

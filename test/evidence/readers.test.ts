@@ -60,7 +60,7 @@ describe.skipIf(!bao.available)('concurrent readers during renewals', () => {
         `Concurrent readers: ${publishes.length} publishes in ${DURATION_MS / 1000} s (POST /rotate every 0.7-1 s), ${TIGHT_READERS} tight reader processes and one istiod-like reader, on ${os.cpus().length} CPUs.`,
         '',
         table(
-          ['reader', 'reads', 'torn', 'missing', 'mixed, no ..data change (b)', 'publish fell between two of the four opens', '...and the read was mixed (straddled)'],
+          ['reader', 'reads', 'torn', 'missing', 'mixed, no ..data change (b)', '`..data` changed during the read', '...and the read was mixed (straddled)'],
           [
             ...tight.map((s, i) => [`tight ${i + 1}`, s.reads, s.torn, s.missing, s.unexplained, s.swapsDuringRead, s.straddled]),
             ['**all tight**', sum((s) => s.reads), sum((s) => s.torn), sum((s) => s.missing), sum((s) => s.unexplained), sum((s) => s.swapsDuringRead), sum((s) => s.straddled)],
