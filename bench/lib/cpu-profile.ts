@@ -54,7 +54,7 @@ function classify(url: string, fn: string, bundle: string, marks: [number, strin
   if (url.startsWith('node:internal/modules/') || url.startsWith('node:internal/bootstrap') || url.startsWith('node:internal/process')) return url.includes('esm/utils') ? 'node: compiling the bundle (V8 parse of the ESM source)' : 'node: module loader, bootstrap';
   if (url.startsWith('node:internal/deps/undici')) return 'node: undici (fetch/Request globals, loaded lazily)';
   if (url.startsWith('node:internal/crypto') || url.startsWith('node:crypto')) return 'node: crypto';
-  if (url.startsWith('node:')) return 'node: other built-ins';
+  if (url.startsWith('node:')) return `node: ${url.replace(/^node:(internal\/)?/, '').replace(/\/.*$/, '')}`;
   if (!url) return fn === '(garbage collector)' ? 'GC' : fn === '(program)' ? 'native/VM (program)' : fn === '(idle)' ? 'idle (waiting on I/O)' : `(${fn})`;
   return url;
 }
@@ -65,7 +65,18 @@ export interface ProfileResult {
   byOwner: [string, number][];
 }
 
-/** Runs `node --cpu-prof <bundle> ...args` and returns self time grouped by owner. */
+/** Runs `node --cpu-prof <bundle> ...args` `runs` times; returns the mean self time grouped by owner. */
+export async function profileRuns(bundle: string, args: string[], env: Record<string, string>, runs: number, before?: () => Record<string, string>): Promise<ProfileResult> {
+  const total = new Map<string, number>();
+  for (let i = 0; i < runs; i++) {
+    const r = await profileRun(bundle, args, { ...env, ...before?.() });
+    for (const [k, v] of r.byOwner) total.set(k, (total.get(k) ?? 0) + v / runs);
+  }
+  const byOwner = [...total].sort((a, b) => b[1] - a[1]);
+  return { totalMs: byOwner.reduce((s, [, v]) => s + v, 0), byOwner };
+}
+
+/** Runs `node --cpu-prof <bundle> ...args` once and returns self time grouped by owner. */
 export async function profileRun(bundle: string, args: string[], env: Record<string, string>): Promise<ProfileResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ivagent-prof-'));
   try {
