@@ -85,8 +85,8 @@ export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promi
         {
           csr,
           common_name: inp.subject.commonName,
-          organization: inp.subject.organization,
-          ...(inp.subject.locality ? { locality: inp.subject.locality } : {}),
+          organization: [inp.subject.organization],
+          ...(inp.subject.locality ? { locality: [inp.subject.locality] } : {}),
           ...(inp.subject.dnsSans.length ? { alt_names: inp.subject.dnsSans.join(',') } : {}),
           ttl: toVaultTtl(requestedTtlMs),
           // The intermediate signs workload certificates only; pathlen 0 forbids it minting more CAs.

@@ -94,9 +94,10 @@ export class CertDirWriter {
     const gen = generationName(this.clock.now(), ++this.seq);
     const dir = genPath(this.certDir, gen);
     let step = 'preparing';
+    let madeStaging: string | undefined;
     try {
       step = `creating ${path.join(GEN_DIR, gen)}`;
-      await fs.mkdir(path.join(this.certDir, GEN_DIR), { recursive: true, mode: DIR_MODE });
+      madeStaging = await fs.mkdir(path.join(this.certDir, GEN_DIR), { recursive: true, mode: DIR_MODE });
       await fs.mkdir(dir, { mode: DIR_MODE });
       await fs.chmod(dir, DIR_MODE);
       for (const [k, name] of Object.entries(BUNDLE_FILES) as [keyof BundleFiles, string][]) {
@@ -108,6 +109,8 @@ export class CertDirWriter {
       await fsyncDir(path.join(this.certDir, GEN_DIR));
     } catch (err) {
       await fs.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      // A failed first publish leaves CERT_DIR as it found it (rmdir only removes it if empty).
+      if (madeStaging) await fs.rmdir(path.join(this.certDir, GEN_DIR)).catch(() => undefined);
       throw this.error(`while ${step} for a new generation`, err);
     }
 

@@ -10,8 +10,9 @@ import type { VaultTransport } from './transport.js';
 export interface SignIntermediateParams {
   csr: string;
   common_name: string;
-  organization?: string;
-  locality?: string;
+  /** A list: Vault splits a string on commas, so a value with a comma must travel as one array element. */
+  organization?: string[];
+  locality?: string[];
   alt_names?: string;
   ttl: string;
   max_path_length: number;
