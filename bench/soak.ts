@@ -222,7 +222,7 @@ async function main(): Promise<number> {
       row(['---', '---']),
       row(['renewals, duration', `${walls.length} in ${fmt(durationS, 1)} s (${fmt(walls.length / durationS, 1)}/s)`]),
       row(['per-renewal wall time (POST /rotate to the publish log line), ms', `p50 ${pct(50)}, p90 ${pct(90)}, p99 ${pct(99)}, max ${fmt(Math.max(...walls), 1)}`]),
-      row([`VmRSS after ${WARMUP} renewals -> end`, `${mib(early.vmRss)} -> ${mib(end.vmRss)} MiB (growth ${fmt(earlyGrowth / 1e6, 2)} MB, mostly V8 growing its heap before its first major GC)`]),
+      row([`VmRSS after ${WARMUP} renewals -> end`, `${mib(early.vmRss)} -> ${mib(end.vmRss)} MiB (growth ${fmt(earlyGrowth / 1e6, 2)} MB${warm.renewals > WARMUP ? ', mostly V8 growing its heap before its first major GCs' : ''})`]),
       row([`VmRSS at warm-up (renewal ${warm.renewals}${steady ? `, first sample after ${STEADY_MAJOR_GCS} major GCs` : ''}) -> end`, `${mib(warm.vmRss)} -> ${mib(end.vmRss)} MiB (growth ${fmt(growth / 1e6, 2)} MB; trend ${fmt(perThousand / 1e6, 2)} MB per 1000 renewals)`]),
       row(['process_resident_memory_bytes warm-up -> end', `${mib(warm.promRss)} -> ${mib(end.promRss)} MiB (growth ${fmt(promGrowth / 1e6, 2)} MB)`]),
       row(['peak VmRSS during the run', `${mib(Math.max(...samples.map((x) => x.vmRss)))} MiB`]),
