@@ -3,29 +3,29 @@
  * test states the contract and shows the agent breaking it. They live in their own file so the
  * evidence suites stay green while an open bug's test stays red.
  *
- * Status: 1 and 2 were fixed in 08f5413 (these tests now guard against regressions); 3 and 4 are open
- * and their tests FAIL until src/ is fixed.
+ * Status: all four are fixed (1-2 in 08f5413, 3-4 in e159dac); the tests stay as regression tests.
+ * Each failed against the code before its fix.
  *
- * 1. A rotation (SIGHUP, POST /rotate) whose issuance fails is never retried, although the agent logs
- *    "keeping the current bundle; will retry" with a retryInMs. src/agent/renewal-loop.ts: run() clears
- *    `rotateRequested` before renew(); after a failure, trigger() finds no reason to renew (the bundle
- *    is valid and not due) and the loop sleeps until the normal renewal time (hours or days later).
+ * 1. A rotation (SIGHUP, POST /rotate) whose issuance failed was never retried, although the agent
+ *    logged "keeping the current bundle; will retry" with a retryInMs. src/agent/renewal-loop.ts: run()
+ *    cleared `rotateRequested` before renew(); after a failure, trigger() found no reason to renew (the
+ *    bundle is valid and not due) and the loop slept until the normal renewal time (hours or days).
  *
  * 2. A kill between the `..data` swap and the creation of the visible symlinks on the FIRST publish
  *    into a dir leaves `..data` and a complete generation, but not all of ca-cert.pem, ca-key.pem,
- *    cert-chain.pem, root-cert.pem. The next start adopts that bundle (it reads through `..data`),
- *    exits 0 and never creates the missing names, so istiod finds no (or a partial) bundle; `check`
- *    reports the dir valid. src/store/cert-dir-writer.ts publish(), src/agent/renewer.ts inspect(),
+ *    cert-chain.pem, root-cert.pem. The next start adopted that bundle (it read through `..data`),
+ *    exited 0 and never created the missing names, so istiod found no (or a partial) bundle; `check`
+ *    reported the dir valid. src/store/cert-dir-writer.ts publish(), src/agent/renewer.ts inspect(),
  *    src/store/cert-dir-reader.ts readCertDir().
  *
- * 3. CLUSTER_NAME or CERT_ORGANIZATION containing a comma is accepted, but Vault's sign-intermediate
- *    takes `locality` and `organization` as comma-separated LISTS, so "east,west" becomes two L values
- *    (L=east + L=west) while the CSR says L="east,west". The setting should be rejected at start (or
- *    sent so Vault keeps it whole). src/config.ts (CLUSTER_NAME, CERT_ORGANIZATION), src/agent/issue-bundle.ts.
+ * 3. CLUSTER_NAME or CERT_ORGANIZATION containing a comma was accepted, but Vault's sign-intermediate
+ *    takes `locality` and `organization` as comma-separated LISTS when given a string, so "east,west"
+ *    became two L values (L=east + L=west) while the CSR said L="east,west". Fixed by sending both as
+ *    one-element arrays (src/agent/issue-bundle.ts, src/vault/pki-api.ts).
  *
- * 4. A failed first publish (full volume, ENOSPC) removes its generation folder but leaves the empty
+ * 4. A failed first publish (full volume, ENOSPC) removed its generation folder but left the empty
  *    `.gen/` staging folder it created in CERT_DIR. Harmless to istiod (hidden, empty, not watched),
- *    but it is something written into CERT_DIR by a run that published nothing.
+ *    but something written into CERT_DIR by a run that published nothing.
  *    src/store/cert-dir-writer.ts publish() (catch block).
  */
 import { spawnSync } from 'node:child_process';
@@ -131,7 +131,7 @@ describe.skipIf(!bao.available)('bug 2: a crash right after the first ..data swa
   }, 30_000);
 });
 
-describe.skipIf(!bao.available)('bug 3: a comma in CLUSTER_NAME / CERT_ORGANIZATION', () => {
+describe.skipIf(!bao.available)('bug 3: a comma in CLUSTER_NAME / CERT_ORGANIZATION stays inside one value', () => {
   it.each([
     ['CLUSTER_NAME', 'L', 'east,west'],
     ['CERT_ORGANIZATION', 'O', 'Istio,Mesh'],
