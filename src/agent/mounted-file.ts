@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { watch, type FSWatcher } from 'chokidar';
+import type { FSWatcher } from 'chokidar';
 
 export interface MountedFile {
   readonly path: string;
@@ -50,6 +50,8 @@ export async function watchMountedFile(file: string, opts: MountedFileOptions = 
     });
   };
 
+  // Loaded on first use: `init` never watches, and a cold start should not pay for it.
+  const { watch } = await import('chokidar');
   watcher = watch(dir, { depth: 0, ignoreInitial: true, followSymlinks: false, persistent: false });
   watcher.on('all', onEvent);
   await new Promise<void>((resolve) => watcher!.once('ready', () => resolve()));

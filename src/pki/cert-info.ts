@@ -50,8 +50,26 @@ const HASH_BY_OID: Record<string, string> = {
   '1.3.101.112': 'Ed25519',
 };
 
+/**
+ * One issuance parses the same few certificates several times (issuer, chain assembly, verification,
+ * root comparison); ASN.1 parsing and the self-signature check dominate `verify`, so results are kept
+ * by DER. CertInfo is never mutated, so sharing is safe; the cache is small and bounded.
+ */
+const parsed = new Map<string, CertInfo>();
+const PARSE_CACHE_SIZE = 32;
+
 /** Parses one DER certificate. Throws VerificationError(PEM_INVALID) when it is not a certificate. */
 export function certFromDer(der: Buffer, where: string): CertInfo {
+  const key = der.toString('base64');
+  const hit = parsed.get(key);
+  if (hit) return hit;
+  const info = parseDer(der, where);
+  if (parsed.size >= PARSE_CACHE_SIZE) parsed.delete(parsed.keys().next().value!);
+  parsed.set(key, info);
+  return info;
+}
+
+function parseDer(der: Buffer, where: string): CertInfo {
   let node: NodeCert;
   let cert: x509.X509Certificate;
   try {
