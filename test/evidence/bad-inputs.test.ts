@@ -263,6 +263,12 @@ afterAll(async () => {
   busy?.close();
   await fs.rm(work, { recursive: true, force: true });
   if (rows.length) {
+    // Table order: SETTINGS order, then the command line, then the runtime cases in the order they ran.
+    const order = (r: (string | number)[]) => {
+      const i = SETTINGS.findIndex((s) => s.env === r[0]);
+      return i === -1 ? SETTINGS.length : i;
+    };
+    rows.sort((a, b) => order(a) - order(b));
     await publishEvidence('bad-inputs', [
       `Bad settings and inputs: ${rows.length} cases through the real binary (\`init\` unless noted). Exit 2 = rejected at start with one line per problem naming the setting; exit 1 = runtime failure with one \`init failed:\` line; CERT_DIR checked for leftovers after every case.`,
       '',

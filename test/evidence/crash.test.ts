@@ -23,7 +23,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { generationTime } from '../../src/store/layout.js';
 import { BUNDLE, cleanEnv, runAgent, startAgent, type AgentRun } from '../helpers/agent-process.js';
 import { useOpenBao } from '../helpers/openbao.js';
@@ -34,8 +34,8 @@ import { sleep } from './support/wait.js';
 
 const bao = useOpenBao();
 const TARGET_PUBLISHES = 200;
-const TARGET_KILLS = 120;
-const BUDGET_MS = 140_000;
+const TARGET_KILLS = 100;
+const BUDGET_MS = 125_000;
 
 /**
  * CERT_TTL=10s with RENEW_BEFORE=9900ms: OpenBao backdates notBefore by 30 s, so the intermediate lives
@@ -199,7 +199,7 @@ describe.skipIf(!bao.available)('crash consistency under kill -9', () => {
       await publishEvidence('crash-random', md);
       expect(problems).toEqual([]);
       expect(shared.total).toBeGreaterThanOrEqual(TARGET_PUBLISHES);
-      expect(shared.kills).toBeGreaterThanOrEqual(100);
+      expect(shared.kills).toBeGreaterThanOrEqual(80);
       // The random delays must actually have landed inside publishes some of the time.
       expect(sum((s) => s.leftoverPartial + s.leftoverComplete + s.leftoverTemp + s.unloggedPublishes)).toBeGreaterThan(0);
       expect(sum((s) => s.checksSpawned)).toBeGreaterThanOrEqual(4);
@@ -232,70 +232,72 @@ describe.skipIf(!bao.available)('crash consistency under kill -9', () => {
     { name: 'rename onto ..data (temporary link left behind)', seeded: true, point: (d) => ({ syscalls: ['rename', 'renameat', 'renameat2'], path: path.join(d, '.gen', '..data_tmp') }), left: 'previous' },
     { name: 'removing a long-replaced generation (the prune at start)', seeded: true, point: (d, old) => ({ syscalls: ['unlink', 'unlinkat'], path: path.join(d, '.gen', old[0]!, 'ca-key.pem') }), left: 'previous' },
   ];
-  const pointRows: (string | number)[][] = [];
+  const pointRows = new Map<string, (string | number)[]>();
+  describe.skipIf(!!noStrace)('exact crash points (strace)', () => {
+    afterAll(async () => {
+      if (!pointRows.size) return;
+      await publishEvidence('crash-points', [
+        `Deterministic crash points (strace fault injection delivers SIGKILL at one exact system call of \`init\`'s publish): ${pointRows.size} of ${POINTS.length} points.`,
+        '',
+        table(['killed at', 'dir right after the kill', '.gen after the kill', 'after the next start'], POINTS.flatMap((p) => (pointRows.has(p.name) ? [pointRows.get(p.name)!] : []))),
+      ].join('\n'));
+    });
 
-  it.skipIf(!!noStrace).each(POINTS)('strace kill -9 at: $name', async (p) => {
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-evidence-point-'));
-    const env = agentEnv(dir, p.longLived ? { CERT_TTL: '1h', RENEW_BEFORE: '20m' } : {});
-    try {
-      const old: string[] = [];
-      if (p.seeded) {
-        expect((await runAgent(['init'], env)).code).toBe(0);
-        const cur = (await snapshot(dir)).target!.replace('.gen/', '');
-        // Two long-replaced generations (names from 2020), so the publish's prune has work to do.
-        for (const g of ['20200101T000000000Z-0001', '20200101T000000000Z-0002']) {
-          await fs.cp(path.join(dir, '.gen', cur), path.join(dir, '.gen', g), { recursive: true });
-          old.push(g);
+    // Each point has its own dir: run them side by side (strace slows the traced process down).
+    it.concurrent.each(POINTS)('strace kill -9 at: $name', async (p) => {
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-evidence-point-'));
+      const env = agentEnv(dir, p.longLived ? { CERT_TTL: '1h', RENEW_BEFORE: '20m' } : {});
+      try {
+        const old: string[] = [];
+        if (p.seeded) {
+          expect((await runAgent(['init'], env)).code).toBe(0);
+          const cur = (await snapshot(dir)).target!.replace('.gen/', '');
+          // Two long-replaced generations (names from 2020), so the publish's prune has work to do.
+          for (const g of ['20200101T000000000Z-0001', '20200101T000000000Z-0002']) {
+            await fs.cp(path.join(dir, '.gen', cur), path.join(dir, '.gen', g), { recursive: true });
+            old.push(g);
+          }
+          await sleep(1100); // the seeded bundle is due 100 ms after it was issued
         }
-        await sleep(1100); // the seeded bundle is due 100 ms after it was issued
-      }
-      const before = await snapshot(dir);
-      const res = await runAgentKilledAt(p.point(dir, old), ['init'], env);
-      expect(res.killed, `the agent was killed at the crash point (exit ${res.code}, ${res.signal})`).toBe(true);
-      const afterKill = await snapshot(dir);
-      const verdict = await judgeDir(dir, 'within-validity');
-      const left = await genEntries(dir);
-      if (p.left === 'empty') expect(verdict).toEqual({ ok: true, state: 'empty' });
-      else if (p.left === 'links-missing') {
-        expect(verdict.ok).toBe(false);
-        // `check` must agree with istiod that this dir is not usable yet.
-        expect(spawnSync(process.execPath, [BUNDLE, 'check', dir], { env: cleanEnv({}), encoding: 'utf8' }).status).toBe(1);
-      } else expect(verdict).toMatchObject({ ok: true, state: 'valid' });
-      if (p.left === 'previous') expect(afterKill).toEqual(before);
+        const before = await snapshot(dir);
+        const res = await runAgentKilledAt(p.point(dir, old), ['init'], env);
+        expect(res.killed, `the agent was killed at the crash point (exit ${res.code}, ${res.signal})`).toBe(true);
+        const afterKill = await snapshot(dir);
+        const verdict = await judgeDir(dir, 'within-validity');
+        const left = await genEntries(dir);
+        if (p.left === 'empty') expect(verdict).toEqual({ ok: true, state: 'empty' });
+        else if (p.left === 'links-missing') {
+          expect(verdict.ok).toBe(false);
+          // `check` must agree with istiod that this dir is not usable yet.
+          expect(spawnSync(process.execPath, [BUNDLE, 'check', dir], { env: cleanEnv({}), encoding: 'utf8' }).status).toBe(1);
+        } else expect(verdict).toMatchObject({ ok: true, state: 'valid' });
+        if (p.left === 'previous') expect(afterKill).toEqual(before);
 
-      const restart = await runAgent(['init'], env);
-      expect(restart.code).toBe(0);
-      const final = await judgeDir(dir);
-      expect(final).toMatchObject({ ok: true, state: 'valid' });
-      const tidy = await genEntries(dir);
-      const cur = (await snapshot(dir)).target!.replace('.gen/', '');
-      expect(tidy.generations.filter((g) => g > cur)).toEqual([]);
-      expect(tidy.other).toEqual([]);
-      expect(tidy.generations.filter((g) => g.startsWith('2020')).length, 'long-replaced generations pruned').toBeLessThanOrEqual(1);
-      const check = spawnSync(process.execPath, [BUNDLE, 'check', dir], { env: cleanEnv({}), encoding: 'utf8' });
-      expect(check.status).toBe(0);
-      const repaired = restart.lines.find((l) => l.msg === 'repaired the visible names of the published generation');
-      if (p.longLived) {
-        expect(repaired, 'the restart adopted the bundle and repaired the visible names').toBeDefined();
-        expect(restart.lines.some((l) => l.msg === 'published a new intermediate')).toBe(false);
+        const restart = await runAgent(['init'], env);
+        expect(restart.code).toBe(0);
+        const final = await judgeDir(dir);
+        expect(final).toMatchObject({ ok: true, state: 'valid' });
+        const tidy = await genEntries(dir);
+        const cur = (await snapshot(dir)).target!.replace('.gen/', '');
+        expect(tidy.generations.filter((g) => g > cur)).toEqual([]);
+        expect(tidy.other).toEqual([]);
+        expect(tidy.generations.filter((g) => g.startsWith('2020')).length, 'long-replaced generations pruned').toBeLessThanOrEqual(1);
+        const check = spawnSync(process.execPath, [BUNDLE, 'check', dir], { env: cleanEnv({}), encoding: 'utf8' });
+        expect(check.status).toBe(0);
+        const repaired = restart.lines.find((l) => l.msg === 'repaired the visible names of the published generation');
+        if (p.longLived) {
+          expect(repaired, 'the restart adopted the bundle and repaired the visible names').toBeDefined();
+          expect(restart.lines.some((l) => l.msg === 'published a new intermediate')).toBe(false);
+        }
+        pointRows.set(p.name, [
+          p.name,
+          verdict.ok ? verdict.state : `visible names missing (\`check\` exit 1): ${verdict.problem.split(',')[0]}`,
+          `${left.generations.length} folders, ${left.other.length} temp`,
+          `valid${repaired ? ' (visible names repaired)' : ''}, leftovers removed, \`check\` 0`,
+        ]);
+      } finally {
+        await fs.rm(dir, { recursive: true, force: true });
       }
-      pointRows.push([
-        p.name,
-        verdict.ok ? verdict.state : `visible names missing (\`check\` exit 1): ${verdict.problem.split(',')[0]}`,
-        `${left.generations.length} folders, ${left.other.length} temp`,
-        `valid${repaired ? ' (visible names repaired)' : ''}, leftovers removed, \`check\` 0`,
-      ]);
-    } finally {
-      await fs.rm(dir, { recursive: true, force: true });
-    }
-  }, 30_000);
-
-  it.skipIf(!!noStrace)('report the deterministic crash points', async () => {
-    await publishEvidence('crash-points', [
-      `Deterministic crash points (strace fault injection delivers SIGKILL at one exact system call of \`init\`'s publish): ${pointRows.length} points.`,
-      '',
-      table(['killed at', 'dir right after the kill', '.gen after the kill', 'after the next start'], pointRows),
-    ].join('\n'));
-    expect(pointRows.length).toBe(POINTS.length);
+    }, 45_000);
   });
 });
