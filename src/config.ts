@@ -3,7 +3,7 @@
  * validated once at start. Every problem becomes one line naming the setting and what is allowed; the
  * CLI prints them and exits 2. Nothing here touches process.env: the CLI passes the environment in.
  */
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { ConfigError } from './common/errors.js';
 import { parseDuration } from './common/duration.js';
 
@@ -65,81 +65,94 @@ export interface SettingSpec {
 
 const DURATION_HINT = 'use 90s, 15m, 720h';
 
+/** A value a parser refuses; `message` completes "<SETTING>: ". */
+class Bad {
+  constructor(readonly message: string) {}
+}
+
+/** A zod (mini) schema for one string setting, from a plain parser that returns a value or a Bad. */
+function setting<T>(parse: (v: string) => T | Bad) {
+  return z.pipe(
+    z.string(),
+    z.transform((v: string, ctx) => {
+      const out = parse(v);
+      if (!(out instanceof Bad)) return out;
+      ctx.issues.push({ code: 'custom', message: out.message, input: v });
+      return z.NEVER;
+    }),
+  );
+}
+
 function duration(name: string, { min = 0, allowZero = false } = {}) {
-  return z.string().transform((v, ctx) => {
+  return setting((v) => {
     const ms = parseDuration(v);
-    if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration (${DURATION_HINT})` });
-      return z.NEVER;
-    }
-    if ((ms === 0 && !allowZero) || ms < min) {
-      ctx.addIssue({ code: 'custom', message: `"${v}" is too short (${name} must be at least ${min / 1000}s)` });
-      return z.NEVER;
-    }
+    if (ms === undefined) return new Bad(`"${v}" is not a duration (${DURATION_HINT})`);
+    if ((ms === 0 && !allowZero) || ms < min) return new Bad(`"${v}" is too short (${name} must be at least ${min / 1000}s)`);
     return ms;
   });
 }
 
 function oneOf<T extends string>(values: readonly T[]) {
-  return z.string().transform((v, ctx) => {
+  return setting((v) => {
     const lower = v.trim().toLowerCase();
-    if ((values as readonly string[]).includes(lower)) return lower as T;
-    ctx.addIssue({ code: 'custom', message: `"${v}" is not one of ${values.join(', ')}` });
-    return z.NEVER;
+    return (values as readonly string[]).includes(lower) ? (lower as T) : new Bad(`"${v}" is not one of ${values.join(', ')}`);
   });
 }
 
-const bool = z.string().transform((v, ctx) => {
+const bool = setting((v) => {
   const lower = v.trim().toLowerCase();
   if (['true', '1', 'yes'].includes(lower)) return true;
   if (['false', '0', 'no', ''].includes(lower)) return false;
-  ctx.addIssue({ code: 'custom', message: `"${v}" is not a boolean (use true or false)` });
-  return z.NEVER;
+  return new Bad(`"${v}" is not a boolean (use true or false)`);
 });
 
-const nonEmpty = z.string().transform((v, ctx) => {
-  if (v.trim() === '') {
-    ctx.addIssue({ code: 'custom', message: 'must not be empty' });
-    return z.NEVER;
-  }
-  return v.trim();
-});
+const nonEmpty = setting((v) => (v.trim() === '' ? new Bad('must not be empty') : v.trim()));
 
-const optional = z.string().optional().transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+const optional = z.optional(setting((v) => (v.trim() === '' ? undefined : v.trim())));
 
-const httpUrl = z.string().transform((v, ctx) => {
+const httpUrl = setting((v) => {
   let url: URL;
   try {
     url = new URL(v.trim());
   } catch {
-    ctx.addIssue({ code: 'custom', message: `"${v}" is not a URL (use https://vault.example:8200)` });
-    return z.NEVER;
+    return new Bad(`"${v}" is not a URL (use https://vault.example:8200)`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    ctx.addIssue({ code: 'custom', message: `"${v}" must start with http:// or https://` });
-    return z.NEVER;
-  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return new Bad(`"${v}" must start with http:// or https://`);
   return url.toString().replace(/\/$/, '');
 });
 
-const listenAddr = z.string().transform((v, ctx) => {
+const listenAddr = setting((v) => {
   if (v.trim() === '') return undefined;
   const m = /^(.*):(\d{1,5})$/.exec(v.trim());
   const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535) {
-    ctx.addIssue({ code: 'custom', message: `"${v}" is not host:port (use :15099 or 127.0.0.1:15099)` });
-    return z.NEVER;
-  }
+  if (!m || port > 65535) return new Bad(`"${v}" is not host:port (use :15099 or 127.0.0.1:15099)`);
   const host = (m[1] ?? '').replace(/^\[(.*)\]$/, '$1');
   return { host: host === '' ? '0.0.0.0' : host, port };
 });
 
-const positiveInt = z.string().transform((v, ctx) => {
-  if (!/^\d+$/.test(v.trim())) {
-    ctx.addIssue({ code: 'custom', message: `"${v}" is not a whole number` });
-    return z.NEVER;
+const positiveInt = setting((v) => (/^\d+$/.test(v.trim()) ? Number(v.trim()) : new Bad(`"${v}" is not a whole number`)));
+
+const signPath = setting((v) => {
+  const path = v.trim().replace(/^\/+|\/+$/g, '').replace(/^v1\//, '');
+  return SIGN_PATH.test(path) ? path : new Bad('must be <mount>/root/sign-intermediate or <mount>/issuer/<ref>/sign-intermediate');
+});
+
+const DNS_NAME = /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
+
+const dnsNames = setting((v) => {
+  const names = v.split(',').map((s) => s.trim()).filter(Boolean);
+  return names.every((n) => DNS_NAME.test(n)) ? names : new Bad('must be a comma-separated list of DNS names');
+});
+
+const httpUrlOrEmpty = setting((v) => {
+  if (v.trim() === '') return undefined;
+  try {
+    const u = new URL(v.trim());
+    if (u.protocol === 'http:' || u.protocol === 'https:') return u.toString();
+  } catch {
+    /* reported below */
   }
-  return Number(v.trim());
+  return new Bad(`"${v}" is not an http(s) URL (or empty to disable)`);
 });
 
 /** The settings table. Order is the order of `--help` and of the README table. */
@@ -223,61 +236,36 @@ export function mergeFlags(
 }
 
 const rawSchema = z.object({
-  VAULT_ADDR: httpUrl.optional(),
+  VAULT_ADDR: z.optional(httpUrl),
   VAULT_CACERT: optional,
   VAULT_NAMESPACE: optional,
   VAULT_TOKEN: optional,
-  VAULT_SKIP_VERIFY: bool.default(false),
-  VAULT_CLIENT_TIMEOUT: duration('VAULT_CLIENT_TIMEOUT', { min: 100 }).default(30_000),
-  AUTH_METHOD: oneOf(AUTH_METHODS).default('kubernetes'),
+  VAULT_SKIP_VERIFY: z._default(bool, false),
+  VAULT_CLIENT_TIMEOUT: z._default(duration('VAULT_CLIENT_TIMEOUT', { min: 100 }), 30_000),
+  AUTH_METHOD: z._default(oneOf(AUTH_METHODS), 'kubernetes'),
   AUTH_MOUNT: optional,
   AUTH_ROLE: optional,
-  SA_TOKEN_PATH: nonEmpty.default('/var/run/secrets/kubernetes.io/serviceaccount/token'),
+  SA_TOKEN_PATH: z._default(nonEmpty, '/var/run/secrets/kubernetes.io/serviceaccount/token'),
   APPROLE_ROLE_ID: optional,
   APPROLE_SECRET_ID_FILE: optional,
-  PKI_SIGN_PATH: z
-    .string()
-    .transform((v) => v.trim().replace(/^\/+|\/+$/g, '').replace(/^v1\//, ''))
-    .refine((v) => SIGN_PATH.test(v), {
-      message: 'must be <mount>/root/sign-intermediate or <mount>/issuer/<ref>/sign-intermediate',
-    })
-    .default('pki/root/sign-intermediate'),
-  CERT_TTL: duration('CERT_TTL', { min: 10_000 }).default(720 * 3_600_000),
-  RENEW_BEFORE: duration('RENEW_BEFORE', { min: 1000 }).optional(),
-  KEY_TYPE: oneOf(KEY_TYPES).default('rsa'),
-  KEY_SIZE: positiveInt.optional(),
+  PKI_SIGN_PATH: z._default(signPath, 'pki/root/sign-intermediate'),
+  CERT_TTL: z._default(duration('CERT_TTL', { min: 10_000 }), 720 * 3_600_000),
+  RENEW_BEFORE: z.optional(duration('RENEW_BEFORE', { min: 1000 })),
+  KEY_TYPE: z._default(oneOf(KEY_TYPES), 'rsa'),
+  KEY_SIZE: z.optional(positiveInt),
   CLUSTER_NAME: optional,
-  CERT_COMMON_NAME: nonEmpty.default('Intermediate CA'),
-  CERT_ORGANIZATION: nonEmpty.default('Istio'),
-  CERT_DNS_SANS: z
-    .string()
-    .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
-    .refine((l) => l.every((s) => /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(s)), {
-      message: 'must be a comma-separated list of DNS names',
-    })
-    .optional(),
-  CERT_DIR: nonEmpty.default('/etc/cacerts'),
+  CERT_COMMON_NAME: z._default(nonEmpty, 'Intermediate CA'),
+  CERT_ORGANIZATION: z._default(nonEmpty, 'Istio'),
+  CERT_DNS_SANS: z.optional(dnsNames),
+  CERT_DIR: z._default(nonEmpty, '/etc/cacerts'),
   EXTRA_TRUST_ROOTS_FILE: optional,
-  MIN_PUBLISH_INTERVAL: duration('MIN_PUBLISH_INTERVAL', { allowZero: true }).default(2000),
-  INIT_TIMEOUT: duration('INIT_TIMEOUT', { min: 1000 }).default(300_000),
-  METRICS_ADDR: listenAddr.optional(),
-  ISTIOD_METRICS_URL: z
-    .string()
-    .transform((v, ctx) => {
-      if (v.trim() === '') return undefined;
-      try {
-        const u = new URL(v.trim());
-        if (u.protocol === 'http:' || u.protocol === 'https:') return u.toString();
-      } catch {
-        /* reported below */
-      }
-      ctx.addIssue({ code: 'custom', message: `"${v}" is not an http(s) URL (or empty to disable)` });
-      return z.NEVER;
-    })
-    .optional(),
-  ISTIOD_SYNC_TIMEOUT: duration('ISTIOD_SYNC_TIMEOUT', { min: 1000 }).default(60_000),
-  ROTATE_ENDPOINT: bool.default(false),
-  LOG_LEVEL: oneOf(LOG_LEVELS).default('info'),
+  MIN_PUBLISH_INTERVAL: z._default(duration('MIN_PUBLISH_INTERVAL', { allowZero: true }), 2000),
+  INIT_TIMEOUT: z._default(duration('INIT_TIMEOUT', { min: 1000 }), 300_000),
+  METRICS_ADDR: z.optional(listenAddr),
+  ISTIOD_METRICS_URL: z.optional(httpUrlOrEmpty),
+  ISTIOD_SYNC_TIMEOUT: z._default(duration('ISTIOD_SYNC_TIMEOUT', { min: 1000 }), 60_000),
+  ROTATE_ENDPOINT: z._default(bool, false),
+  LOG_LEVEL: z._default(oneOf(LOG_LEVELS), 'info'),
 });
 
 /** What a command needs beyond syntax: `init`/`sidecar`/`run` talk to Vault, `check` does not. */
@@ -300,7 +288,7 @@ export function loadSettings(source: Readonly<Record<string, string | undefined>
   const problems: string[] = [];
   const parsed: Record<string, unknown> = {};
   for (const [name, schema] of Object.entries(rawSchema.shape)) {
-    const res = (schema as z.ZodType).safeParse(picked[name]);
+    const res = z.safeParse(schema as z.ZodMiniType, picked[name]);
     if (res.success) parsed[name] = res.data;
     else problems.push(...res.error.issues.map((i) => `${name}: ${i.message}`));
   }

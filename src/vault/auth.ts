@@ -3,7 +3,7 @@
  * `kubernetesLogin` helper ignores the mount and posts to `auth//login`). Credentials are read at
  * every login: kubelet rotates the projected service-account token, and a secret-id file may change.
  */
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { AgentError } from '../common/errors.js';
 import { AbortedError, type Clock } from '../common/clock.js';
 import type { VaultTransport } from './transport.js';
@@ -27,14 +27,14 @@ export type AuthSpec =
 
 const loginResponse = z.object({
   auth: z.object({
-    client_token: z.string().min(1),
-    lease_duration: z.number().nonnegative(),
+    client_token: z.string().check(z.minLength(1)),
+    lease_duration: z.number().check(z.nonnegative()),
     renewable: z.boolean(),
   }),
 });
 
 const lookupResponse = z.object({
-  data: z.object({ ttl: z.number().nonnegative(), renewable: z.boolean().optional() }),
+  data: z.object({ ttl: z.number().check(z.nonnegative()), renewable: z.optional(z.boolean()) }),
 });
 
 /** How many times a login 403 is retried, and the pauses between, before it is reported. */

@@ -2,7 +2,7 @@
  * The two PKI calls the agent needs. Responses are validated with zod before anything else sees them;
  * a body that is not the documented shape (a proxy's HTML page, truncated JSON) is an invalid_response.
  */
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { AgentError } from '../common/errors.js';
 import type { VaultTransport } from './transport.js';
 
@@ -34,22 +34,22 @@ export interface IssuerInfo {
   caChain: string[];
 }
 
-const pemString = z.string().min(1).max(1_000_000);
+const pemString = z.string().check(z.minLength(1), z.maxLength(1_000_000));
 
 const signResponse = z.object({
   data: z.object({
     certificate: pemString,
     issuing_ca: pemString,
-    ca_chain: z.array(pemString).max(20).nullish(),
-    serial_number: z.string().max(200).optional(),
+    ca_chain: z.nullish(z.array(pemString).check(z.maxLength(20))),
+    serial_number: z.optional(z.string().check(z.maxLength(200))),
   }),
-  warnings: z.array(z.string()).nullish(),
+  warnings: z.nullish(z.array(z.string())),
 });
 
 const issuerResponse = z.object({
   data: z.object({
     certificate: pemString,
-    ca_chain: z.array(pemString).max(20).nullish(),
+    ca_chain: z.nullish(z.array(pemString).check(z.maxLength(20))),
   }),
 });
 
@@ -61,9 +61,9 @@ function invalid(doing: string, path: string, detail: string): AgentError {
   });
 }
 
-function firstIssue(err: z.ZodError): string {
+function firstIssue(err: { issues: readonly { path: PropertyKey[]; message: string }[] }): string {
   const i = err.issues[0];
-  return i ? `${i.path.join('.') || 'body'}: ${i.message}` : 'unparseable';
+  return i ? `${i.path.map(String).join('.') || 'body'}: ${i.message}` : 'unparseable';
 }
 
 /** Signs the CSR. Throws VaultRequestError or AgentError(invalid_response). */

@@ -4,14 +4,14 @@
  * dropped for a fresh login when it expires or Vault rejects it (revoked behind our back). A token we
  * did not create (AUTH_METHOD=token) is never revoked and cannot be replaced by a login.
  */
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import type { Clock } from '../common/clock.js';
 import { login, type AuthSpec, type TokenLease } from './auth.js';
 import { VaultRequestError } from './errors.js';
 import type { VaultTransport } from './transport.js';
 
 const renewResponse = z.object({
-  auth: z.object({ client_token: z.string().min(1), lease_duration: z.number().nonnegative(), renewable: z.boolean() }),
+  auth: z.object({ client_token: z.string().check(z.minLength(1)), lease_duration: z.number().check(z.nonnegative()), renewable: z.boolean() }),
 });
 
 export interface TokenSessionLogger {
