@@ -14,7 +14,7 @@ import { CertDirWriter } from '../store/cert-dir-writer.js';
 import type { AgentMetrics } from '../telemetry/metrics.js';
 import type { AuthSpec } from '../vault/auth.js';
 import { createVaultCa, type VaultCa } from '../vault/vault-ca.js';
-import { readCredentialFile } from './credentials.js';
+import { CredentialError, readCredentialFile } from './credentials.js';
 import type { FetchText } from './istiod-sync.js';
 import { watchMountedFile, type MountedFile } from './mounted-file.js';
 import { Renewer } from './renewer.js';
@@ -48,7 +48,8 @@ async function openInput(file: string, setting: string, watch: boolean, log: Log
       onError: (err) => log.warn({ setting, file, err }, `${setting}: cannot re-read; keeping the previous content`),
     });
   } catch (err) {
-    throw new ConfigError([`${setting}: cannot read ${file} (${describeError(err).split(' (')[0]})`]);
+    const errno = err instanceof CredentialError ? err.errno : ((err as { code?: string }).code ?? describeError(err));
+    throw new ConfigError([`${setting}: cannot read ${file} (${errno === 'EMPTY' ? 'empty' : errno})`]);
   }
 }
 

@@ -6,8 +6,11 @@ import fs from 'node:fs/promises';
 import { AgentError } from '../common/errors.js';
 
 export class CredentialError extends AgentError {
-  constructor(message: string, cause?: unknown) {
-    super(message, { code: 'CREDENTIALS_UNREADABLE', reason: 'credentials_unreadable', retryable: false, cause });
+  /** ENOENT, EACCES... or 'EMPTY'. */
+  readonly errno: string;
+  constructor(message: string, errno: string) {
+    super(message, { code: 'CREDENTIALS_UNREADABLE', reason: 'credentials_unreadable', retryable: false });
+    this.errno = errno;
   }
 }
 
@@ -18,9 +21,9 @@ export async function readCredentialFile(file: string, setting: string, what: st
     text = await fs.readFile(file, 'utf8');
   } catch (err) {
     const code = (err as { code?: string }).code ?? 'error';
-    throw new CredentialError(`${setting}: cannot read ${what} at ${file} (${code}); check the projected volume and its mount`);
+    throw new CredentialError(`${setting}: cannot read ${what} at ${file} (${code}); check the projected volume and its mount`, code);
   }
   const value = text.trim();
-  if (value === '') throw new CredentialError(`${setting}: ${what} at ${file} is empty`);
+  if (value === '') throw new CredentialError(`${setting}: ${what} at ${file} is empty`, 'EMPTY');
   return value;
 }

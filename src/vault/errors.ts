@@ -115,7 +115,11 @@ export function toVaultRequestError(err: unknown, ctx: VaultCallContext, timeout
   if (status !== undefined) {
     const texts = vaultErrorTexts(e?.response?.body);
     const o = statusOutcome(status);
-    const advice = o.reason === 'vault_denied' ? (ctx.deniedHint ?? 'check the Vault policy attached to the role') : o.advice;
+    const advice = texts.some((t) => /namespace not found/i.test(t))
+      ? 'check VAULT_NAMESPACE'
+      : o.reason === 'vault_denied'
+        ? (ctx.deniedHint ?? 'check the Vault policy attached to the role')
+        : o.advice;
     const said = texts.length ? texts.join('; ') : 'no error text';
     return new VaultRequestError(`while ${ctx.doing} at ${ctx.path}: HTTP ${status}: ${said} (${advice})`, {
       ctx,
