@@ -26,9 +26,9 @@ function buildInto(dir: string, minify: boolean): string {
   fs.mkdirSync(dir, { recursive: true });
   const link = path.join(dir, 'src');
   if (!fs.existsSync(link)) fs.symlinkSync(path.join(PROJECT_ROOT, 'src'), link);
-  const args = [path.join(PROJECT_ROOT, 'scripts', 'build.mjs'), ...(minify ? ['--minify'] : [])];
+  const args = [path.join(PROJECT_ROOT, 'scripts', 'build.mjs'), minify ? '--minify' : '--no-minify'];
   const res = spawnSync(process.execPath, args, { cwd: dir, encoding: 'utf8' });
-  if (res.status !== 0) throw new Error(`node scripts/build.mjs${minify ? ' --minify' : ''} failed:\n${res.stdout}\n${res.stderr}`);
+  if (res.status !== 0) throw new Error(`node scripts/build.mjs ${minify ? '--minify' : '--no-minify'} failed:\n${res.stdout}\n${res.stderr}`);
   return path.join(dir, 'dist', 'istiod-vault-agent.mjs');
 }
 
