@@ -33,7 +33,7 @@ export class RenewalLoop {
 
   constructor(private readonly d: LoopDeps) {}
 
-  /** Asks for a new intermediate now; coalesces with a renewal already in flight. */
+  /** Asks for a new intermediate now; a request during an issuance in flight asks for another after it. */
   requestRotation(source: string): void {
     this.d.log.info({ source }, 'rotation requested');
     this.rotationPending = true;
@@ -57,26 +57,32 @@ export class RenewalLoop {
     let attempt = 0;
     while (!signal.aborted) {
       const seen = this.requests;
+      const tidyAt = renewer.tidyAt ?? Infinity;
+      if (clock.now() >= tidyAt) {
+        await renewer.tidy();
+        continue;
+      }
       const trigger = this.trigger();
       if (trigger === undefined) {
-        await this.sleep(renewer.renewAt!, signal, seen);
+        await this.sleep(Math.min(renewer.renewAt!, tidyAt), signal, seen);
         continue;
       }
       // A request arriving during this issuance asks for another one after it.
       this.rotationPending = false;
+      const previousNotAfter = renewer.current?.intermediate.notAfter;
       try {
         const bundle = await renewer.renew(trigger, signal);
         attempt = 0;
-        this.startSync(bundle.intermediate.serial, bundle.intermediate.notAfter, signal);
+        this.startSync(bundle.intermediate.serial, bundle.intermediate.notAfter, signal, previousNotAfter);
       } catch (err) {
-        if (isAbort(err) || signal.aborted) break;
+        if (signal.aborted) break;
         // A rotation that failed is still owed: retried with backoff like a due renewal.
         if (trigger === 'rotate') this.rotationPending = true;
         const e = err as AgentError;
         const delay = retryDelay({ attempt, random: this.d.random(), retryable: e.retryable, now: clock.now(), currentNotAfter: renewer.current?.intermediate.notAfter });
         attempt++;
         log.warn({ reason: e.reason, attempt, retryInMs: delay, keeping: renewer.current?.intermediate.serial }, 'keeping the current bundle; will retry');
-        await this.sleep(clock.now() + delay, signal, seen);
+        await this.sleep(Math.min(clock.now() + delay, renewer.tidyAt ?? Infinity), signal, seen);
       }
     }
     this.sync?.abort();
@@ -105,10 +111,20 @@ export class RenewalLoop {
     }
   }
 
-  /** Confirms in the background that istiod serves `notAfter`; re-publishes once if it does not. */
-  private startSync(serial: string, notAfter: number, signal: AbortSignal): void {
+  /**
+   * Confirms in the background that istiod serves `notAfter`; re-publishes once if it does not. When the
+   * new notAfter equals the previous one (Vault capped both at the issuer's expiry), istiod's metric
+   * cannot tell them apart: the state is unknown.
+   */
+  private startSync(serial: string, notAfter: number, signal: AbortSignal, previousNotAfter?: number): void {
     const istiod = this.d.istiod;
     if (!istiod) return;
+    if (previousNotAfter !== undefined && Math.abs(previousNotAfter - notAfter) < 1000) {
+      this.sync?.abort();
+      this.d.metrics.setInSync(undefined);
+      this.d.log.info({ serial }, 'cannot tell whether istiod loaded the new intermediate: it expires at the same second as the previous one');
+      return;
+    }
     this.sync?.abort();
     const ctl = new AbortController();
     this.sync = ctl;
@@ -119,7 +135,7 @@ export class RenewalLoop {
       let res = await check();
       if (res.state === 'out_of_sync' && renewer.current?.intermediate.serial === serial) {
         log.warn({ serial, istiodReports: res.seen }, 'istiod does not report the new intermediate yet; re-publishing once');
-        await renewer.republish(both);
+        await renewer.republish(serial, both);
         res = await check();
       }
       if (both.aborted) return;

@@ -43,11 +43,12 @@ export type DirState =
   | { kind: 'absent' }
   | { kind: 'invalid'; problem: string };
 
-export type RenewTrigger = 'missing' | 'invalid' | 'due' | 'rotate' | 'republish';
+export type RenewTrigger = 'missing' | 'invalid' | 'due' | 'rotate';
 
 export class Renewer {
   private bundle: VerifiedBundle | undefined;
   private nextRenewal: number | undefined;
+  private tidyDue: number | undefined;
 
   constructor(private readonly d: RenewerDeps) {
     d.metrics.setReadyProbe(() => this.isReady());
@@ -60,6 +61,18 @@ export class Renewer {
   /** When the loop should renew (with jitter); undefined before anything is adopted or issued. */
   get renewAt(): number | undefined {
     return this.nextRenewal;
+  }
+
+  /** When replaced generations (and their keys) are past their grace period and should be removed. */
+  get tidyAt(): number | undefined {
+    return this.tidyDue;
+  }
+
+  /** Removes replaced generations past their grace period. Never throws. */
+  async tidy(): Promise<void> {
+    this.tidyDue = undefined;
+    const removed = await this.d.writer.prune();
+    if (removed.length) this.d.log.debug({ removed }, 'removed replaced generations');
   }
 
   /** A valid, unexpired bundle is published. */
@@ -132,6 +145,7 @@ export class Renewer {
       if (signal?.aborted) throw new AbortedError();
       const t0 = performance.now();
       const { generation } = await this.d.writer.publish(issued.bundle.files, signal);
+      this.tidyDue = this.d.writer.graceEndsAt();
       log.info({ step: 'publish', durationMs: Math.round(performance.now() - t0), generation }, 'publish done');
       metrics.requestedTtl.set(issued.requestedTtlMs / 1000);
       this.adopt(issued.bundle, issued.grantedMs);
@@ -162,11 +176,15 @@ export class Renewer {
     }
   }
 
-  /** Publishes the current bundle again as a new generation: a fresh fsnotify event for istiod. */
-  async republish(signal?: AbortSignal): Promise<void> {
-    if (!this.bundle) return;
-    const { generation } = await this.d.writer.publish(this.bundle.files, signal);
-    this.d.log.info({ generation, serial: this.bundle.intermediate.serial }, 're-published the current generation');
+  /**
+   * Publishes the bundle with `serial` again as a new generation (a fresh fsnotify event for istiod),
+   * unless another bundle was published meanwhile: the check happens when the writer's turn comes.
+   */
+  async republish(serial: string, signal?: AbortSignal): Promise<void> {
+    const done = await this.d.writer.publishIf(() => (this.bundle?.intermediate.serial === serial ? this.bundle.files : undefined), signal);
+    if (!done) return;
+    this.tidyDue = this.d.writer.graceEndsAt();
+    this.d.log.info({ generation: done.generation, serial }, 're-published the current generation');
   }
 
   private adopt(b: VerifiedBundle, grantedMs?: number): void {

@@ -2,9 +2,10 @@
  * Publishes a bundle into the cert dir so that a reader always sees one complete, matching generation:
  * write the four files into a new generation folder, fsync them and the folders, then one rename(2) of a
  * symlink onto `..data`. A failure before the rename leaves the published generation untouched and
- * removes the partial folder. Replaced generations are removed once their successor is older than
- * GENERATION_GRACE_MS (the previous one is always kept), so a reader that resolved `..data` just before
- * a swap can finish, and a crash mid-publish leaves nothing that outlives the grace period.
+ * removes the partial folder. A replaced generation is removed once its successor is older than
+ * GENERATION_GRACE_MS: a reader that resolved `..data` just before a swap can finish, and an old key
+ * (after a rotation because of a compromise) does not linger. A crash mid-publish leaves nothing that
+ * outlives the next start. One operation at a time: publishes, prunes and repairs are serialised.
  */
 import { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -76,6 +77,8 @@ export interface PublishResult {
 export class CertDirWriter {
   private seq = 0;
   private lastPublishAt = -Infinity;
+  /** Every operation on the dir runs under this promise chain: one at a time, in call order. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     readonly certDir: string,
@@ -84,13 +87,34 @@ export class CertDirWriter {
     private readonly graceMs = GENERATION_GRACE_MS,
   ) {}
 
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
   /**
    * Publishes `files` as the new current generation. Waits first if the previous publish was less than
    * the minimum interval ago. Throws StoreError (reason write_failed) with nothing visible changed.
    */
-  async publish(files: BundleFiles, signal?: AbortSignal): Promise<PublishResult> {
-    const wait = this.lastPublishAt + this.minIntervalMs - this.clock.now();
+  publish(files: BundleFiles, signal?: AbortSignal): Promise<PublishResult> {
+    return this.exclusive(async () => (await this.publishLocked(() => files, signal))!);
+  }
+
+  /**
+   * Publishes what `select` returns when its turn comes (nothing when it returns undefined): for a
+   * re-publish that must not overwrite a newer generation published while it waited.
+   */
+  publishIf(select: () => BundleFiles | undefined, signal?: AbortSignal): Promise<PublishResult | undefined> {
+    return this.exclusive(() => this.publishLocked(select, signal));
+  }
+
+  private async publishLocked(select: () => BundleFiles | undefined, signal?: AbortSignal): Promise<PublishResult | undefined> {
+    // Capped at the interval itself, so a wall clock stepped back cannot turn it into an hour's wait.
+    const wait = Math.min(this.minIntervalMs, this.lastPublishAt + this.minIntervalMs - this.clock.now());
     if (wait > 0) await this.clock.sleep(wait, signal);
+    const files = select();
+    if (files === undefined) return undefined;
     const gen = generationName(this.clock.now(), ++this.seq);
     const dir = genPath(this.certDir, gen);
     let step = 'preparing';
@@ -114,7 +138,6 @@ export class CertDirWriter {
       throw this.error(`while ${step} for a new generation`, err);
     }
 
-    const previous = await currentGeneration(this.certDir);
     try {
       // Shutdown began while the files were written: never publish during shutdown.
       if (signal?.aborted) throw new AbortedError();
@@ -129,11 +152,17 @@ export class CertDirWriter {
       if (err instanceof AbortedError) throw err;
       throw this.error(`while ${step}`, err);
     }
-    // From here on the new generation is published; what follows only tidies up.
-    await this.ensureVisibleLinks();
+    // From here on the new generation is published; what follows only tidies up. The one it replaced
+    // stays for the grace period (a reader may be in it); tidyAfterGrace() removes it then.
+    await this.linkVisibleNames();
     await fsyncDir(this.certDir).catch(() => undefined);
-    await this.prune([gen, previous]);
+    await this.pruneLocked([gen]);
     return { generation: gen };
+  }
+
+  /** When the generations replaced so far are past their grace period (for a timer to call prune()). */
+  graceEndsAt(): number {
+    return this.lastPublishAt + this.graceMs + 1000;
   }
 
   /**
@@ -141,7 +170,11 @@ export class CertDirWriter {
    * `keep`), and stray temporary links. Called after each publish and at start (a crash mid-publish
    * leaves a partial folder behind). Never throws. Returns what it removed.
    */
-  async prune(keep: readonly (string | undefined)[]): Promise<string[]> {
+  prune(keep: readonly (string | undefined)[] = []): Promise<string[]> {
+    return this.exclusive(() => this.pruneLocked(keep));
+  }
+
+  private async pruneLocked(keep: readonly (string | undefined)[]): Promise<string[]> {
     const removed: string[] = [];
     const base = path.join(this.certDir, GEN_DIR);
     const entries = (await fs.readdir(base).catch(() => [] as string[])).sort();
@@ -172,7 +205,11 @@ export class CertDirWriter {
    * crash between that publish's swap and its links left some missing. A regular file left there by
    * another tool is replaced atomically. Throws StoreError.
    */
-  async ensureVisibleLinks(): Promise<void> {
+  ensureVisibleLinks(): Promise<void> {
+    return this.exclusive(() => this.linkVisibleNames());
+  }
+
+  private async linkVisibleNames(): Promise<void> {
     for (const name of Object.values(BUNDLE_FILES)) {
       const visible = path.join(this.certDir, name);
       const target = `${DATA_LINK}/${name}`;

@@ -83,6 +83,29 @@ describe('CertDirWriter', () => {
     await clock.advance(30_000);
     gens.push((await w.publish(tagged(4))).generation);
     expect((await fs.readdir(path.join(dir, GEN_DIR))).sort()).toEqual(gens.slice(-2));
+    // Once the grace period has passed, the replaced generation and its key are gone too.
+    await clock.advanceTo(w.graceEndsAt());
+    await w.prune();
+    expect(await fs.readdir(path.join(dir, GEN_DIR))).toEqual(gens.slice(-1));
+  });
+
+  it('serialises concurrent publishes: each one complete, ..data never dangling', async () => {
+    const w = new CertDirWriter(dir, systemClock, 0);
+    const results = await Promise.all([1, 2, 3, 4, 5].map((n) => w.publish(tagged(n))));
+    expect(new Set(results.map((r) => r.generation)).size).toBe(5);
+    const read = await readCertDir(dir);
+    expect(read.state === 'present' && read.bundle.files).toEqual(tagged(5));
+    for (const r of results) expect(await fs.readFile(path.join(dir, GEN_DIR, r.generation, 'ca-cert.pem'), 'utf8')).toMatch(/^cert \d\n$/);
+  });
+
+  it('publishIf re-checks what to publish when its turn comes', async () => {
+    const w = new CertDirWriter(dir, systemClock, 0);
+    let current = tagged(1);
+    const first = w.publish(current);
+    const stale = w.publishIf(() => (current.caCert === 'cert 1\n' ? current : undefined));
+    current = tagged(2);
+    await first;
+    expect(await stale).toBeUndefined();
   });
 
   it('clears what a crash mid-publish left: a never-published folder and temporary links', async () => {

@@ -117,6 +117,8 @@ describe('RenewalLoop (fake time)', () => {
     }
     // random() = 0: the lower edge of equal jitter, half of 1 s, 2 s, 4 s ... capped at 5 min.
     expect(sleeps).toEqual([500, 1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000, 150000, 150000, 150000]);
+    // The 13th attempt has failed once the loop sleeps again.
+    await t.clock.waitForSleepers(1);
     expect(await dataTarget()).toBe(published);
     expect(await serialOnDisk()).toBe(content);
     const m = await t.metrics.registry.getSingleMetricAsString('istiod_vault_agent_issuances_total');
@@ -189,6 +191,12 @@ describe('RenewalLoop (fake time)', () => {
     expect(t.vault.signCalls).toBe(2);
     expect(t.renewer.current!.intermediate.serial).not.toBe(before);
     expect(t.cap.lines.some((l) => l.msg === 'published a new intermediate' && l.trigger === 'rotate')).toBe(true);
+    // The replaced generation (and the old key) stays for the grace period, then goes.
+    expect(await fs.readdir(path.join(dir, '.gen'))).toHaveLength(2);
+    await t.clock.advance(31_000);
+    await until(() => t.renewer.tidyAt === undefined);
+    await t.clock.waitForSleepers(1);
+    expect(await fs.readdir(path.join(dir, '.gen'))).toHaveLength(1);
     t.ctl.abort();
     await running;
   });
