@@ -61,16 +61,20 @@ export class FakeClock implements Clock {
 
   /**
    * Runs `p` to completion in fake time: whenever the code under test waits on this clock, fires its
-   * timer. Throws after `maxTimers` timers, to catch loops that never finish.
+   * earliest timer. `background` timers (e.g. a deadline armed at the start) do not count as waiting:
+   * they fire only once nothing else has been armed for `quietMs` of real time (the code is blocked on
+   * them). Throws after `maxTimers` timers, to catch loops that never finish.
    */
-  async drive<T>(p: Promise<T>, maxTimers = 1000): Promise<T> {
+  async drive<T>(p: Promise<T>, opts: { maxTimers?: number; background?: number; quietMs?: number } = {}): Promise<T> {
+    const { maxTimers = 1000, background = 0, quietMs = 300 } = opts;
     let settled = false;
     const done = p.finally(() => {
       settled = true;
     });
     done.catch(() => undefined);
     for (let fired = 0; !settled; ) {
-      await until(() => settled || this.timers.length > 0);
+      const quietUntil = Date.now() + quietMs;
+      await until(() => settled || this.timers.length > background || (this.timers.length > 0 && Date.now() > quietUntil));
       if (settled) break;
       if (++fired > maxTimers) throw new Error(`still running after ${maxTimers} timers`);
       await this.fireNext();

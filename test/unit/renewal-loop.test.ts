@@ -259,23 +259,40 @@ describe('RenewalLoop (fake time)', () => {
 });
 
 describe('runInit (fake time)', () => {
-  it('retries retryable failures until INIT_TIMEOUT, then reports the last reason', async () => {
+  it('retries retryable failures until INIT_TIMEOUT, the last one just before it, then reports the last reason', async () => {
     const t = setup();
     t.vault.otherwise = unreachable();
-    const r = await t.clock.drive(runInit(t.renewer, { clock: t.clock, random: () => 0, log: t.cap.log }, { timeoutMs: 10_000 }));
+    const start = t.clock.now();
+    const attempts: number[] = [];
+    t.vault.queue = Array.from({ length: 50 }, () => () => {
+      attempts.push(t.clock.now() - start);
+      return unreachable();
+    });
+    const r = await t.clock.drive(runInit(t.renewer, { clock: t.clock, random: () => 0, log: t.cap.log }, { timeoutMs: 10_000 }), { background: 1 });
     expect(r.ok).toBe(false);
     if (!r.ok) {
       expect(r.timedOut).toBe(true);
       expect(r.error.reason).toBe('vault_unreachable');
     }
-    // 0.5 + 1 + 2 + 4 s of backoff fit in 10 s; the next 8 s would not.
-    expect(t.vault.signCalls).toBe(5);
+    // Backoff 0.5, 1, 2 s..., each wait at most half of what is left: the tries crowd towards the deadline.
+    expect(attempts).toEqual([0, 500, 1500, 3500, 6750, 8375, 9187.5]);
+    expect(10_000 - attempts.at(-1)!).toBeLessThan(1000);
+  });
+
+  it('cuts an attempt that is still hanging at INIT_TIMEOUT', async () => {
+    const t = setup();
+    t.vault.gate = new Promise(() => undefined);
+    const start = t.clock.now();
+    const r = await t.clock.drive(runInit(t.renewer, { clock: t.clock, random: () => 0, log: t.cap.log }, { timeoutMs: 10_000 }), { background: 1 });
+    expect(r).toMatchObject({ ok: false, timedOut: true });
+    if (!r.ok) expect(r.error.message).toMatch(/no answer before INIT_TIMEOUT/);
+    expect(t.clock.now() - start).toBe(10_000);
   });
 
   it('stops at once on a failure a retry cannot fix', async () => {
     const t = setup();
     t.vault.otherwise = denied();
-    const r = await runInit(t.renewer, { clock: t.clock, random: () => 0, log: t.cap.log }, { timeoutMs: 60_000 });
+    const r = await t.clock.drive(runInit(t.renewer, { clock: t.clock, random: () => 0, log: t.cap.log }, { timeoutMs: 60_000 }), { background: 1 });
     expect(r).toMatchObject({ ok: false, timedOut: false });
     expect(t.vault.signCalls).toBe(1);
   });
