@@ -14,7 +14,7 @@ import { certsFromPem, type CertInfo } from '../pki/cert-info.js';
 import { assembleChain, buildPath } from '../pki/chain.js';
 import { buildCsr, subjectDn, type SubjectSpec } from '../pki/csr.js';
 import { generateKey, type GeneratedKey, type KeySpec } from '../pki/keys.js';
-import { chooseRootCert } from '../pki/trust-roots.js';
+import { chooseRootCert, type PublishedRoots } from '../pki/trust-roots.js';
 import { verifyBundle } from '../pki/verify.js';
 import type { VaultCa } from '../vault/vault-ca.js';
 
@@ -31,8 +31,8 @@ export interface IssueInputs {
   signPath: string;
   /** Extra anchors for root-cert.pem (EXTRA_TRUST_ROOTS_FILE). */
   extraRoots: readonly CertInfo[];
-  /** The published bundle, if any: its root bytes are kept, and a different Vault root is refused. */
-  current: VerifiedBundle | undefined;
+  /** root-cert.pem on disk, if any: its bytes are kept; a different Vault root is refused while it protects a valid bundle. */
+  published: PublishedRoots | undefined;
   /** Overridable for tests; defaults to WebCrypto key generation. */
   generate?: (spec: KeySpec) => Promise<GeneratedKey>;
 }
@@ -64,7 +64,7 @@ export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promi
   const issuerPath = buildPath(issuerCert, issuer.caChain.flatMap((p, i) => certsFromPem(p, `issuer ca_chain[${i}]`)));
   const vaultRoot = issuerPath[issuerPath.length - 1]!;
   // Fail before signing when the root changed: a new intermediate under another root is unusable.
-  chooseRootCert(vaultRoot, inp.extraRoots, inp.current && { bytes: inp.current.files.rootCert, roots: inp.current.roots });
+  chooseRootCert(vaultRoot, inp.extraRoots, inp.published);
 
   const now = clock.now();
   const issuerLimit = Math.min(...issuerPath.map((c) => c.notAfter)) - now - ISSUER_EXPIRY_MARGIN_MS;
@@ -107,7 +107,7 @@ export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promi
 
   const bundle = await timed(log, 'verify', {}, async () => {
     const assembled = assembleChain(signed);
-    const root = chooseRootCert(assembled.root, inp.extraRoots, inp.current && { bytes: inp.current.files.rootCert, roots: inp.current.roots });
+    const root = chooseRootCert(assembled.root, inp.extraRoots, inp.published);
     const verified = verifyBundle(
       {
         caKey: key.privateKeyPem,
@@ -117,6 +117,9 @@ export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promi
       },
       { now: clock.now() },
     );
+    if (root.replacedRoots) {
+      log.warn({ root: assembled.root.subject, fingerprint: assembled.root.fingerprint }, 'root-cert.pem gets a new root: the bundle on disk was unusable, so there was nothing to protect (a running istiod needs a restart, or ISTIO_MULTIROOT_MESH, to take it)');
+    }
     if (root.extrasPending) {
       log.warn({}, 'EXTRA_TRUST_ROOTS_FILE differs from the published root-cert.pem; it is applied when the pod restarts (istiod refuses a root-cert.pem change at run time without ISTIO_MULTIROOT_MESH)');
     }

@@ -9,7 +9,7 @@ import { isAbort } from '../common/abort.js';
 import { asAgentError, describeError } from '../common/errors.js';
 import { formatDuration } from '../common/duration.js';
 import type { VerifiedBundle } from '../pki/bundle.js';
-import type { CertInfo } from '../pki/cert-info.js';
+import { certsFromPem, type CertInfo } from '../pki/cert-info.js';
 import type { SubjectSpec } from '../pki/csr.js';
 import type { GeneratedKey, KeySpec } from '../pki/keys.js';
 import { verifyBundle } from '../pki/verify.js';
@@ -47,6 +47,8 @@ export type RenewTrigger = 'missing' | 'invalid' | 'due' | 'rotate';
 
 export class Renewer {
   private bundle: VerifiedBundle | undefined;
+  /** root-cert.pem on disk when no valid bundle could be adopted (its bytes are still worth keeping). */
+  private diskRoots: { bytes: string; roots: readonly CertInfo[] } | undefined;
   private nextRenewal: number | undefined;
   private tidyDue: number | undefined;
 
@@ -102,6 +104,11 @@ export class Renewer {
     try {
       b = verifyBundle(outcome.bundle.files, { now: this.d.clock.now() });
     } catch (err) {
+      try {
+        this.diskRoots = { bytes: outcome.bundle.files.rootCert, roots: certsFromPem(outcome.bundle.files.rootCert, 'root-cert.pem') };
+      } catch {
+        this.diskRoots = undefined;
+      }
       return { kind: 'invalid', problem: describeError(err) };
     }
     if (outcome.bundle.brokenLinks.length) {
@@ -137,7 +144,7 @@ export class Renewer {
           certTtlMs: this.d.certTtlMs,
           signPath: this.d.signPath,
           extraRoots: this.d.extraRoots(),
-          current: this.bundle,
+          published: this.publishedRoots(),
           generate: this.d.generate,
         },
         signal,
@@ -187,8 +194,14 @@ export class Renewer {
     this.d.log.info({ generation: done.generation, serial }, 're-published the current generation');
   }
 
+  private publishedRoots() {
+    if (this.bundle) return { bytes: this.bundle.files.rootCert, roots: this.bundle.roots, enforce: this.isReady() };
+    return this.diskRoots && { ...this.diskRoots, enforce: false };
+  }
+
   private adopt(b: VerifiedBundle, grantedMs?: number): void {
     this.bundle = b;
+    this.diskRoots = undefined;
     this.nextRenewal = renewalInstant(b.intermediate.notBefore, b.intermediate.notAfter, this.d.renewBeforeMs, this.d.random());
     this.d.metrics.setBundle({
       intermediateNotAfter: b.intermediate.notAfter,

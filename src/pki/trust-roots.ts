@@ -23,6 +23,16 @@ export interface RootChoice {
   rootCert: string;
   /** True when the configured extra roots differ from what is published and were not applied. */
   extrasPending: boolean;
+  /** True when the published roots were replaced because nothing valid was left to protect. */
+  replacedRoots: boolean;
+}
+
+/** What root-cert.pem holds on disk now. */
+export interface PublishedRoots {
+  bytes: string;
+  roots: readonly CertInfo[];
+  /** A valid intermediate is published under these roots: a different Vault root must be refused. */
+  enforce: boolean;
 }
 
 function sameCerts(a: readonly CertInfo[], b: readonly CertInfo[]): boolean {
@@ -32,14 +42,18 @@ function sameCerts(a: readonly CertInfo[], b: readonly CertInfo[]): boolean {
 /**
  * @param vaultRoot the self-signed root Vault's chain ends in
  * @param extraRoots extra anchors from EXTRA_TRUST_ROOTS_FILE ([] when unset)
- * @param current the published root-cert.pem (bytes and parsed), undefined on a first issuance
- * Throws RootChangedError when a bundle is published and Vault's root is not among its roots.
+ * @param published root-cert.pem on disk (even when the rest of the bundle is unusable), if it parses
+ * Throws RootChangedError when a valid bundle is published and Vault's root is not among its roots.
  */
-export function chooseRootCert(vaultRoot: CertInfo, extraRoots: readonly CertInfo[], current?: { bytes: string; roots: readonly CertInfo[] }): RootChoice {
+export function chooseRootCert(vaultRoot: CertInfo, extraRoots: readonly CertInfo[], published?: PublishedRoots): RootChoice {
   const wanted = [vaultRoot, ...extraRoots.filter((e) => !e.der.equals(vaultRoot.der))];
-  if (current === undefined) return { rootCert: wanted.map((c) => c.pem).join(''), extrasPending: false };
-  if (!current.roots.some((r) => r.der.equals(vaultRoot.der))) throw new RootChangedError(vaultRoot, current.roots);
-  return { rootCert: current.bytes, extrasPending: !sameCerts(wanted, current.roots) };
+  const fresh = { rootCert: wanted.map((c) => c.pem).join(''), extrasPending: false };
+  if (published === undefined) return { ...fresh, replacedRoots: false };
+  if (!published.roots.some((r) => r.der.equals(vaultRoot.der))) {
+    if (published.enforce) throw new RootChangedError(vaultRoot, published.roots);
+    return { ...fresh, replacedRoots: true };
+  }
+  return { rootCert: published.bytes, extrasPending: !sameCerts(wanted, published.roots), replacedRoots: false };
 }
 
 /** Parses EXTRA_TRUST_ROOTS_FILE content; each certificate must be a self-signed CA. */

@@ -239,6 +239,26 @@ describe('RenewalLoop (fake time)', () => {
     expect((await fs.readdir(path.join(dir, '.gen'))).length).toBe(1);
   });
 
+  it('keeps the exact root-cert.pem bytes even when the bundle on disk has expired', async () => {
+    const a = setup({ certTtlMs: 2 * H });
+    const r1 = a.loop.run(a.ctl.signal);
+    await a.clock.waitForSleepers(1);
+    a.ctl.abort();
+    await r1;
+    // Another tool wrote the same root with different text around it.
+    const gen = await dataTarget();
+    const odd = `# mesh trust bundle\n${root.pem}`;
+    await fs.writeFile(path.join(dir, gen, 'root-cert.pem'), odd);
+    const b = setup({ certTtlMs: 2 * H });
+    b.clock.jump(3 * H); // the intermediate on disk has expired
+    const r2 = b.loop.run(b.ctl.signal);
+    await b.clock.waitForSleepers(1);
+    expect(b.vault.signCalls).toBe(1);
+    expect(await fs.readFile(path.join(dir, 'root-cert.pem'), 'utf8')).toBe(odd);
+    b.ctl.abort();
+    await r2;
+  });
+
   it('refuses a response Vault signed with a different root and keeps the files', async () => {
     const t = setup();
     const running = t.loop.run(t.ctl.signal);
