@@ -61,7 +61,8 @@ export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promi
 
   const issuer = await timed(log, 'read_issuer', {}, () => raceAbort(vault.readIssuer(), signal));
   const issuerCert = certsFromPem(issuer.certificate, "the issuer certificate in Vault's answer")[0]!;
-  const issuerPath = buildPath(issuerCert, issuer.caChain.flatMap((p, i) => certsFromPem(p, `issuer ca_chain[${i}]`)));
+  const trusted = inp.published?.roots ?? [];
+  const issuerPath = buildPath(issuerCert, issuer.caChain.flatMap((p, i) => certsFromPem(p, `issuer ca_chain[${i}]`)), trusted);
   const vaultRoot = issuerPath[issuerPath.length - 1]!;
   // Fail before signing when the root changed: a new intermediate under another root is unusable.
   chooseRootCert(vaultRoot, inp.extraRoots, inp.published);
@@ -106,7 +107,7 @@ export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promi
   }
 
   const bundle = await timed(log, 'verify', {}, async () => {
-    const assembled = assembleChain(signed);
+    const assembled = assembleChain(signed, trusted);
     const root = chooseRootCert(assembled.root, inp.extraRoots, inp.published);
     const verified = verifyBundle(
       {

@@ -30,6 +30,8 @@ export interface CertInfo {
   /** Extended key usage OIDs, undefined when the extension is absent. */
   extKeyUsage: string[] | undefined;
   dnsSans: string[];
+  /** OIDs of the extensions marked critical. */
+  criticalExtensions: string[];
   /** Hash of the signature algorithm (SHA-256, SHA-384...), or the raw OID when unknown. */
   signatureHash: string;
   keyType: string | undefined;
@@ -101,6 +103,7 @@ function parseDer(der: Buffer, where: string): CertInfo {
     keyUsage: ku?.usages,
     extKeyUsage: eku?.usages.map(String),
     dnsSans: san ? san.names.items.filter((n) => n.type === 'dns').map((n) => n.value) : [],
+    criticalExtensions: cert.extensions.filter((e) => e.critical).map((e) => e.type),
     signatureHash: HASH_BY_OID[oidOf(cert)] ?? oidOf(cert),
     keyType,
     keyBits,

@@ -14,7 +14,16 @@ import { x509 } from './x509.js';
 
 const EKU_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 const EKU_ANY = '2.5.29.37.0';
-const STRONG_HASHES = new Set(['SHA-256', 'SHA-384', 'SHA-512']);
+// RSA-PSS (always with a SHA-2 hash from Vault and Go's accepted set) counts as strong.
+const STRONG_HASHES = new Set(['SHA-256', 'SHA-384', 'SHA-512', 'PSS']);
+/**
+ * Critical extensions Go's x509 understands; any other critical extension makes Verify fail
+ * (UnhandledCriticalExtension), so istiod would refuse the bundle.
+ */
+const HANDLED_CRITICAL = new Set([
+  '2.5.29.14', '2.5.29.15', '2.5.29.17', '2.5.29.19', '2.5.29.30', '2.5.29.31', '2.5.29.32', '2.5.29.33',
+  '2.5.29.35', '2.5.29.36', '2.5.29.37', '2.5.29.54', '1.3.6.1.5.5.7.1.1',
+]);
 
 export interface VerifyOptions {
   /** Epoch ms to check validity at. */
@@ -67,8 +76,23 @@ function checkValidity(c: CertInfo, name: string, now: number): void {
   if (now >= c.notAfter) fail('EXPIRED', `${name} ("${c.subject}") expired at ${when(c.notAfter)}`);
 }
 
-function checkStrength(c: CertInfo, name: string): void {
+function checkSignatureHash(c: CertInfo, name: string): void {
   if (!STRONG_HASHES.has(c.signatureHash)) fail('WEAK_SIGNATURE', `${name} is signed with ${c.signatureHash}; istiod requires SHA-256 or stronger`);
+}
+
+/** What Go's Verify checks on every certificate of the path, with istiod's default options. */
+function checkPathCert(c: CertInfo, name: string): void {
+  // With an extended key usage present, serverAuth (or any) must be allowed, all the way up.
+  const eku = c.extKeyUsage;
+  if (eku !== undefined && !eku.includes(EKU_SERVER_AUTH) && !eku.includes(EKU_ANY)) {
+    fail('EKU_EXCLUDES_SERVER_AUTH', `${name} ("${c.subject}") has an extended key usage (${eku.join(', ')}) without serverAuth; istiod's verification would reject it`);
+  }
+  const unhandled = c.criticalExtensions.filter((o) => !HANDLED_CRITICAL.has(o));
+  if (unhandled.length) fail('UNHANDLED_CRITICAL_EXTENSION', `${name} ("${c.subject}") has a critical extension istiod cannot process (${unhandled.join(', ')})`);
+}
+
+function checkStrength(c: CertInfo, name: string): void {
+  checkSignatureHash(c, name);
   const ok = (c.keyType === 'rsa' && (c.keyBits ?? 0) >= 2048) || (c.keyType === 'ec' && (c.keyBits === 256 || c.keyBits === 384));
   if (!ok) fail('WEAK_KEY', `${name} has a ${c.keyType ?? 'unknown'} ${c.keyBits ?? '?'}-bit key; use RSA >= 2048 or ECDSA P-256/P-384`);
 }
@@ -90,11 +114,7 @@ export function verifyBundle(files: BundleFiles, opts: VerifyOptions): VerifiedB
   checkCaCert(intermediate, 'ca-cert.pem');
   if (!intermediate.basicConstraintsCritical) fail('NOT_CA', 'ca-cert.pem basicConstraints must be critical');
   if (intermediate.keyUsage === undefined) fail('MISSING_KEY_CERT_SIGN', 'ca-cert.pem has no keyUsage extension (keyCertSign is required)');
-  // Go's Verify with default options requires serverAuth (or any) when an EKU is present.
-  const eku = intermediate.extKeyUsage;
-  if (eku !== undefined && !eku.includes(EKU_SERVER_AUTH) && !eku.includes(EKU_ANY)) {
-    fail('EKU_EXCLUDES_SERVER_AUTH', `ca-cert.pem has an extended key usage (${eku.join(', ')}) without serverAuth; istiod's verification would reject it`);
-  }
+  checkPathCert(intermediate, 'ca-cert.pem');
   if (intermediate.selfSigned) fail('NOT_INTERMEDIATE', 'ca-cert.pem is self-signed: expected an intermediate signed by the Vault PKI issuer');
   checkStrength(intermediate, 'ca-cert.pem');
   checkValidity(intermediate, 'ca-cert.pem', opts.now);
@@ -108,6 +128,9 @@ export function verifyBundle(files: BundleFiles, opts: VerifyOptions): VerifiedB
     }
     checkCaCert(chain[i]!, `cert-chain.pem entry ${i + 1}`);
     checkValidity(chain[i]!, `cert-chain.pem entry ${i + 1}`, opts.now);
+    checkPathCert(chain[i]!, `cert-chain.pem entry ${i + 1}`);
+    // A root's self-signature is never checked (it is trusted as is); every other signature must be strong.
+    if (!chain[i]!.selfSigned) checkSignatureHash(chain[i]!, `cert-chain.pem entry ${i + 1}`);
   }
 
   // Path to a trust anchor, as Go builds it: from ca-cert.pem through chain certs to any root.
@@ -115,7 +138,9 @@ export function verifyBundle(files: BundleFiles, opts: VerifyOptions): VerifiedB
   let anchor: CertInfo | undefined;
   const intermediates = chain.slice(1);
   for (let below = 1; below <= 10; below++) {
-    anchor = roots.find((r) => r.der.equals(cur.der) || isIssuedBy(cur, r));
+    // Several roots can match (a re-issued root beside its expired twin): prefer one valid now.
+    const matching = roots.filter((r) => r.der.equals(cur.der) || isIssuedBy(cur, r));
+    anchor = matching.find((r) => opts.now >= r.notBefore && opts.now < r.notAfter) ?? matching[0];
     if (anchor) {
       if (!anchor.der.equals(cur.der)) checkPathLen(anchor, below);
       break;
@@ -129,6 +154,7 @@ export function verifyBundle(files: BundleFiles, opts: VerifyOptions): VerifiedB
     fail('WRONG_ROOT', `ca-cert.pem ("${intermediate.subject}", issuer "${intermediate.issuer}") does not chain to any certificate in root-cert.pem (${roots.map((r) => `"${r.subject}" ${r.fingerprint}`).join(', ')})`);
   }
   checkValidity(anchor, 'the root in root-cert.pem', opts.now);
+  checkPathCert(anchor, 'the root in root-cert.pem');
   const last = chain[chain.length - 1]!;
   if (last.selfSigned && !roots.some((r) => r.der.equals(last.der))) {
     fail('WRONG_ROOT', `cert-chain.pem ends with root "${last.subject}" (${last.fingerprint}) which is not in root-cert.pem`);

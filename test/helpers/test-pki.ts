@@ -34,13 +34,16 @@ export interface CertOptions {
   dnsSans?: string[];
   signingAlgorithm?: Algorithm | EcdsaParams;
   criticalBasicConstraints?: boolean;
+  /** Reuse a key pair (a cross-signed copy of a root shares the root's key). */
+  keys?: { keys: CryptoKeyPair; keyPem: string };
+  extraExtensions?: x509.Extension[];
 }
 
 const DAY = 86_400_000;
 
 export async function makeCert(opts: CertOptions, issuer?: TestCa): Promise<TestCa> {
-  const { keys, keyPem } = await ecKeys();
-  const extensions: x509.Extension[] = [];
+  const { keys, keyPem } = opts.keys ?? (await ecKeys());
+  const extensions: x509.Extension[] = [...(opts.extraExtensions ?? [])];
   if (opts.ca !== undefined) extensions.push(new x509.BasicConstraintsExtension(opts.ca, opts.pathLen, opts.criticalBasicConstraints ?? true));
   if (opts.keyUsage !== null) {
     extensions.push(new x509.KeyUsagesExtension(opts.keyUsage ?? (x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign), true));

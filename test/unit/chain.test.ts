@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { VerificationError } from '../../src/common/errors.js';
 import { assembleChain } from '../../src/pki/chain.js';
+import { certsFromPem } from '../../src/pki/cert-info.js';
 import { makeCert, makeIntermediate, makeRoot } from '../helpers/test-pki.js';
 
 describe('assembleChain', () => {
@@ -34,6 +35,21 @@ describe('assembleChain', () => {
     const inter = await makeIntermediate(root);
     const a = assembleChain({ certificate: inter.pem, issuingCa: root.pem, caChain: [stranger.pem, root.pem] });
     expect(a.chain.map((c) => c.subject)).toEqual(['CN=Intermediate CA, O=Istio', 'CN=Test Root']);
+  });
+
+  it('with a cross-signed root in the pool, takes the path to a trusted root, else to a self-signed one', async () => {
+    const oldRoot = await makeRoot('CN=Old Root');
+    const newRoot = await makeRoot('CN=New Root');
+    // The new root's subject and key, signed by the old root (what a rotation with cross-signing adds).
+    const cross = await makeCert({ subject: 'CN=New Root', ca: true, keys: { keys: newRoot.keys, keyPem: newRoot.keyPem } }, oldRoot);
+    const inter = await makeIntermediate(newRoot);
+    const material = { certificate: inter.pem, issuingCa: cross.pem, caChain: [cross.pem, oldRoot.pem, newRoot.pem] };
+    // Array order would lead through the cross-signed copy to the old root; the self-signed root wins.
+    expect(assembleChain(material).root.subject).toBe('CN=New Root');
+    // While the published root-cert.pem still trusts only the old root, the path to it is the one to use.
+    const [old] = certsFromPem(oldRoot.pem, 'x');
+    const viaOld = assembleChain(material, [old!]);
+    expect(viaOld.chain.map((c) => c.subject)).toEqual(['CN=Intermediate CA, O=Istio', 'CN=New Root', 'CN=Old Root']);
   });
 
   it('refuses a chain that does not reach a self-signed root', async () => {

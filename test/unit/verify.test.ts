@@ -119,6 +119,24 @@ describe('verifyBundle', () => {
       const inter = await makeIntermediate(root);
       return { ...bundleOf(inter, root), certChain: 'garbage' };
     }],
+    ['EKU_EXCLUDES_SERVER_AUTH', async () => {
+      // The restriction sits on the issuer above ca-cert.pem: Go checks the whole path.
+      const root = await makeRoot();
+      const mid = await makeCert({ subject: 'CN=Client-only Mid', ca: true, eku: ['1.3.6.1.5.5.7.3.2'] }, root);
+      const inter = await makeIntermediate(mid);
+      return bundleOf(inter, root, [inter, mid, root]);
+    }],
+    ['WEAK_SIGNATURE', async () => {
+      const root = await makeRoot();
+      const mid = await makeCert({ subject: 'CN=Legacy Mid', ca: true, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-1' } as EcdsaParams }, root);
+      const inter = await makeIntermediate(mid);
+      return bundleOf(inter, root, [inter, mid, root]);
+    }],
+    ['UNHANDLED_CRITICAL_EXTENSION', async () => {
+      const root = await makeRoot();
+      const inter = await makeIntermediate(root, { extraExtensions: [new x509.Extension('1.3.6.1.4.1.99999.1', true, new Uint8Array([5, 0]))] });
+      return bundleOf(inter, root);
+    }],
     ['PEM_INVALID', async () => {
       const root = await makeRoot();
       const inter = await makeIntermediate(root);
@@ -132,6 +150,14 @@ describe('verifyBundle', () => {
   ])('refuses with %s', async (code, make) => {
     const files = await make();
     expect(codeOf(() => verifyBundle(files, { now: Date.now() }))).toBe(code);
+  });
+
+  it('anchors at the valid one of two matching roots (a re-issued root beside its expired twin)', async () => {
+    const fresh = await makeRoot('CN=Mesh Root');
+    const expiredTwin = await makeCert({ subject: 'CN=Mesh Root', ca: true, keys: { keys: fresh.keys, keyPem: fresh.keyPem }, notBefore: new Date(Date.now() - 20 * DAY), notAfter: new Date(Date.now() - DAY) });
+    const inter = await makeIntermediate(fresh);
+    const v = verifyBundle({ ...bundleOf(inter, fresh, [inter]), rootCert: expiredTwin.pem + fresh.pem }, { now: Date.now() });
+    expect(v.anchor.notAfter).toBe(v.roots[1]!.notAfter);
   });
 
   it('names the problem in a message a person can act on', async () => {
