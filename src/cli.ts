@@ -62,6 +62,15 @@ export const DEV_DEFAULTS: Record<string, string> = {
   ROTATE_ENDPOINT: 'true',
 };
 
+/** VAULT_ADDR for a log line: a user:password in the URL stays out. */
+function withoutCredentials(addr: string | undefined): string | undefined {
+  if (!addr) return addr;
+  const u = new URL(addr);
+  u.username = '';
+  u.password = '';
+  return u.toString().replace(/\/$/, '');
+}
+
 function runtime(): Runtime {
   return { clock: systemClock, random: Math.random, fetchText: fetchMetricsPage };
 }
@@ -85,7 +94,7 @@ async function runMode(name: 'init' | 'sidecar' | 'run', settings: Settings, io:
   const metrics = new AgentMetrics(VERSION);
   const ctl = control(io, () => log.info({}, 'signal received; shutting down'));
   const ctx: ModeContext = { settings, runtime: runtime(), log, metrics, control: ctl };
-  log.info({ version: VERSION, certDir: settings.certDir, vaultAddr: settings.vaultAddr, authMethod: settings.authMethod, authMount: settings.authMount, signPath: settings.pkiSignPath }, 'starting');
+  log.info({ version: VERSION, certDir: settings.certDir, vaultAddr: withoutCredentials(settings.vaultAddr), authMethod: settings.authMethod, authMount: settings.authMount, signPath: settings.pkiSignPath }, 'starting');
   try {
     const fn = name === 'init' ? initCommand : name === 'sidecar' ? sidecarCommand : runCommand;
     return await fn(ctx);

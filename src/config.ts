@@ -83,11 +83,12 @@ function setting<T>(parse: (v: string) => T | Bad) {
   );
 }
 
-function duration(name: string, { min = 0, allowZero = false } = {}) {
+function duration(name: string, { min = 0, max = Infinity, allowZero = false } = {}) {
   return setting((v) => {
     const ms = parseDuration(v);
     if (ms === undefined) return new Bad(`"${v}" is not a duration (${DURATION_HINT})`);
     if ((ms === 0 && !allowZero) || ms < min) return new Bad(`"${v}" is too short (${name} must be at least ${min / 1000}s)`);
+    if (ms > max) return new Bad(`"${v}" is too long (${name} must be at most ${max / 1000}s)`);
     return ms;
   });
 }
@@ -195,6 +196,8 @@ export function flagName(env: string): string {
 }
 
 const KNOWN = new Set(SETTINGS.map((s) => s.env));
+/** Secrets: accepted from the environment only. */
+const SECRET_SETTINGS = new Set(['VAULT_TOKEN']);
 /** Settings where an empty value switches something off rather than selecting the default. */
 const EMPTY_MEANS_OFF = new Set(['METRICS_ADDR', 'ISTIOD_METRICS_URL', 'CERT_DNS_SANS']);
 
@@ -222,6 +225,12 @@ export function mergeFlags(
       problems.push(`${flag}: unknown flag (see --help)`);
       continue;
     }
+    if (SECRET_SETTINGS.has(name)) {
+      // A command line is visible to every process on the node (ps, /proc/<pid>/cmdline) and in the pod spec.
+      problems.push(`${flag}: not accepted on the command line (it would show in the process list); set ${name} in the environment`);
+      if (eq === -1) i++;
+      continue;
+    }
     let value: string | undefined;
     if (eq !== -1) value = arg.slice(eq + 1);
     else if (i + 1 < args.length) value = args[++i];
@@ -241,7 +250,8 @@ const rawSchema = z.object({
   VAULT_NAMESPACE: optional,
   VAULT_TOKEN: optional,
   VAULT_SKIP_VERIFY: z._default(bool, false),
-  VAULT_CLIENT_TIMEOUT: z._default(duration('VAULT_CLIENT_TIMEOUT', { min: 100 }), 30_000),
+  // Bounded: a request timeout must stay far below timer limits (24.8 days) and below INIT_TIMEOUT.
+  VAULT_CLIENT_TIMEOUT: z._default(duration('VAULT_CLIENT_TIMEOUT', { min: 100, max: 600_000 }), 30_000),
   AUTH_METHOD: z._default(oneOf(AUTH_METHODS), 'kubernetes'),
   AUTH_MOUNT: optional,
   AUTH_ROLE: optional,

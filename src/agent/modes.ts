@@ -63,7 +63,7 @@ async function serve(ctx: ModeContext, agent: Agent, loop: RenewalLoop): Promise
     host: addr.host,
     port: addr.port,
     registry: ctx.metrics.registry,
-    isReady: () => agent.renewer.isReady(),
+    isReady: () => agent.renewer.isReadyOnDisk(),
     ...(ctx.settings.rotateEndpoint ? { rotate: () => loop.requestRotation('POST /rotate') } : {}),
   });
   ctx.log.info({ addr: `${addr.host}:${server.port}` }, 'serving /metrics, /healthz, /readyz');

@@ -40,13 +40,23 @@ export async function watchMountedFile(file: string, opts: MountedFileOptions = 
     }
     return content;
   };
+  let again = false;
   const onEvent = () => {
-    // Coalesce the burst of events one kubelet swap produces (add ..data_tmp, rename, unlink old dir).
-    pending ??= new Promise<void>((r) => setTimeout(r, 50)).then(refresh).catch((err) => {
+    // Coalesce the burst of events one kubelet swap produces (add ..data_tmp, rename, unlink old dir);
+    // an event during a re-read asks for one more read after it.
+    if (pending) {
+      again = true;
+      return;
+    }
+    pending = new Promise<void>((r) => setTimeout(r, 50)).then(refresh).catch((err) => {
       opts.onError?.(err);
       return content;
     }).finally(() => {
       pending = undefined;
+      if (again) {
+        again = false;
+        onEvent();
+      }
     });
   };
 

@@ -13,7 +13,7 @@ import { certsFromPem, type CertInfo } from '../pki/cert-info.js';
 import type { SubjectSpec } from '../pki/csr.js';
 import type { GeneratedKey, KeySpec } from '../pki/keys.js';
 import { verifyBundle } from '../pki/verify.js';
-import { readCertDir } from '../store/cert-dir-reader.js';
+import { readCertDir, visibleBundlePresent } from '../store/cert-dir-reader.js';
 import type { CertDirWriter } from '../store/cert-dir-writer.js';
 import type { AgentMetrics } from '../telemetry/metrics.js';
 import type { VaultCa } from '../vault/vault-ca.js';
@@ -75,6 +75,11 @@ export class Renewer {
     this.tidyDue = undefined;
     const removed = await this.d.writer.prune();
     if (removed.length) this.d.log.debug({ removed }, 'removed replaced generations');
+  }
+
+  /** isReady(), and the four visible files are really there for istiod (what /readyz answers). */
+  async isReadyOnDisk(): Promise<boolean> {
+    return this.isReady() && (await visibleBundlePresent(this.d.certDir));
   }
 
   /** A valid, unexpired bundle is published. */

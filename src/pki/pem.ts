@@ -1,6 +1,8 @@
 /** PEM helpers. Nothing here trusts its input: malformed text yields errors, never partial output. */
 
-const BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]+?)-----END \1-----/g;
+// Like Go's pem.Decode: trailing blanks after the armour lines and inside the base64 are tolerated
+// (ConfigMaps edited by hand often have them).
+const BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----[ \t]*\r?\n([A-Za-z0-9+/=\s]+?)-----END \1-----/g;
 
 export interface PemBlock {
   label: string;

@@ -58,3 +58,9 @@ export async function readCertDir(certDir: string): Promise<ReadOutcome> {
   }
   return { state: 'present', bundle: { files: files as BundleFiles, generation, brokenLinks } };
 }
+
+/** True when each visible name resolves to a file: what istiod would find. Never throws. */
+export async function visibleBundlePresent(certDir: string): Promise<boolean> {
+  const found = await Promise.all(Object.values(BUNDLE_FILES).map((n) => fs.stat(path.join(certDir, n)).then((st) => st.isFile(), () => false)));
+  return found.every(Boolean);
+}

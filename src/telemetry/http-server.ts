@@ -11,7 +11,7 @@ export interface HttpServerOptions {
   host: string;
   port: number;
   registry: Registry;
-  isReady: () => boolean;
+  isReady: () => boolean | Promise<boolean>;
   /** Present only when ROTATE_ENDPOINT=true. Returns once the request is queued, not when it is done. */
   rotate?: () => void;
 }
@@ -38,8 +38,10 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<RunningS
     } else if (req.method === 'GET' && url === '/healthz') {
       send(res, 200, 'ok\n');
     } else if (req.method === 'GET' && url === '/readyz') {
-      if (opts.isReady()) send(res, 200, 'ready\n');
-      else send(res, 503, 'no valid bundle published yet\n');
+      Promise.resolve(opts.isReady()).then(
+        (ready) => (ready ? send(res, 200, 'ready\n') : send(res, 503, 'no valid bundle published\n')),
+        () => send(res, 503, 'readiness check failed\n'),
+      );
     } else if (url === '/rotate' && opts.rotate) {
       if (req.method !== 'POST') return send(res, 405, 'use POST\n');
       opts.rotate();

@@ -5,7 +5,7 @@
  * did not create (AUTH_METHOD=token) is never revoked and cannot be replaced by a login.
  */
 import * as z from 'zod/mini';
-import type { Clock } from '../common/clock.js';
+import { AbortedError, type Clock } from '../common/clock.js';
 import { login, type AuthSpec, type TokenLease } from './auth.js';
 import { VaultRequestError } from './errors.js';
 import type { VaultTransport } from './transport.js';
@@ -24,6 +24,8 @@ export const REVOKE_BUDGET_MS = 1000;
 
 export class TokenSession {
   private lease: TokenLease | undefined;
+  /** Set by revoke(): no login after shutdown (a token made then would never be revoked). */
+  private closed = false;
 
   constructor(
     private readonly transport: VaultTransport,
@@ -57,9 +59,14 @@ export class TokenSession {
 
   /** Revokes a token the agent created, best effort, bounded by REVOKE_BUDGET_MS. Never throws. */
   async revoke(): Promise<void> {
+    this.closed = true;
     const l = this.lease;
     this.lease = undefined;
-    if (!l?.owned) return;
+    if (l) await this.revokeLease(l);
+  }
+
+  private async revokeLease(l: TokenLease): Promise<void> {
+    if (!l.owned) return;
     const budget = new AbortController();
     try {
       await Promise.race([
@@ -73,25 +80,39 @@ export class TokenSession {
     }
   }
 
+  private async login(signal?: AbortSignal): Promise<TokenLease> {
+    if (this.closed || signal?.aborted) throw new AbortedError();
+    const lease = await login(this.transport, this.spec, this.clock, signal);
+    if (this.closed) {
+      // Shutdown began during the login: do not keep a token nobody will revoke.
+      await this.revokeLease(lease);
+      throw new AbortedError();
+    }
+    return lease;
+  }
+
   private async current(signal?: AbortSignal): Promise<TokenLease> {
     const l = this.lease;
-    if (l === undefined) return (this.lease = await login(this.transport, this.spec, this.clock, signal));
+    if (l === undefined) return (this.lease = await this.login(signal));
     if (l.ttlSeconds === 0) return l;
     const ttlMs = l.ttlSeconds * 1000;
     const left = l.obtainedAt + ttlMs - this.clock.now();
     if (left > ttlMs / 2) return l;
+    const comfortable = (lease: TokenLease, remaining: number) => remaining > Math.max(30_000, (lease.ttlSeconds * 1000) / 10);
     if (l.renewable) {
       try {
-        return (this.lease = await this.renew(l));
+        const renewed = await this.renew(l);
+        // A renewal capped by the token's max TTL may leave only seconds: then log in instead.
+        if (renewed.ttlSeconds === 0 || comfortable(renewed, renewed.ttlSeconds * 1000)) return (this.lease = renewed);
       } catch (err) {
         this.log.warn({ err }, 'could not renew the Vault token');
       }
     }
     // Still comfortably valid: keep it rather than add a login to every renewal.
-    if (left > Math.max(30_000, ttlMs / 10)) return l;
+    if (comfortable(l, left)) return l;
     // For AUTH_METHOD=token this "login" is a lookup: it fails loudly once the given token has expired.
     this.lease = undefined;
-    return (this.lease = await login(this.transport, this.spec, this.clock, signal));
+    return (this.lease = await this.login(signal));
   }
 
   private async renew(l: TokenLease): Promise<TokenLease> {

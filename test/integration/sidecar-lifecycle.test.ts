@@ -65,6 +65,9 @@ describe.skipIf(!bao.available)('sidecar and run lifecycle', () => {
     // Ready means the files are there and valid.
     await fs.access(path.join(dir, 'ca-cert.pem'));
     expect(sample((await httpGet(`${url}/metrics`)).text, 'istiod_vault_agent_ready')).toBe(1);
+    // /readyz looks at what istiod would find, not only at the agent's memory.
+    await fs.rm(path.join(dir, 'ca-cert.pem'));
+    expect((await httpGet(`${url}/readyz`)).status).toBe(503);
     a.kill();
     await a.exit;
     await proxy.close();

@@ -60,6 +60,13 @@ describe('assembleChain', () => {
     expect(() => assembleChain({ certificate: inter.pem, issuingCa: mid.pem, caChain: [] })).toThrow(/does not reach a self-signed root/);
   });
 
+  it('reads PEM with trailing blanks, as Go does', async () => {
+    const root = await makeRoot();
+    const inter = await makeIntermediate(root);
+    const sloppy = (pem: string) => pem.split('\n').map((l) => (l ? `${l}  ` : l)).join('\r\n');
+    expect(assembleChain({ certificate: sloppy(inter.pem), issuingCa: sloppy(root.pem), caChain: [] }).chain).toHaveLength(2);
+  });
+
   it('refuses a certificate field with two certificates or garbage', async () => {
     const root = await makeRoot();
     const inter = await makeIntermediate(root);

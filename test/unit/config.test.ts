@@ -71,6 +71,7 @@ describe('settings', () => {
     [{ CERT_TTL: '1h', RENEW_BEFORE: '2h' }, 'RENEW_BEFORE: must be shorter than CERT_TTL (2h >= 1h)'],
     [{ INIT_TIMEOUT: '-1s' }, 'INIT_TIMEOUT: "-1s" is not a duration (use 90s, 15m, 720h)'],
     [{ VAULT_CLIENT_TIMEOUT: 'forever' }, 'VAULT_CLIENT_TIMEOUT: "forever" is not a duration (use 90s, 15m, 720h)'],
+    [{ VAULT_CLIENT_TIMEOUT: '30d' }, 'VAULT_CLIENT_TIMEOUT: "30d" is too long (VAULT_CLIENT_TIMEOUT must be at most 600s)'],
     [{ ISTIOD_SYNC_TIMEOUT: '1ms' }, 'ISTIOD_SYNC_TIMEOUT: "1ms" is too short (ISTIOD_SYNC_TIMEOUT must be at least 1s)'],
     [{ VAULT_ADDR: 'vault.example:8200' }, 'VAULT_ADDR: "vault.example:8200" must start with http:// or https://'],
     [{ VAULT_ADDR: 'not a url' }, 'VAULT_ADDR: "not a url" is not a URL (use https://vault.example:8200)'],
@@ -117,6 +118,16 @@ describe('settings', () => {
     expect(positional).toEqual(['init']);
     expect(source.CERT_TTL).toBe('2h');
     expect(source.KEY_TYPE).toBe('ec');
+  });
+
+  it('keeps the Vault token off the command line', () => {
+    expect(() => mergeFlags({}, ['init', '--vault-token', 'hvs.x'])).toThrow(/--vault-token: not accepted on the command line .*set VAULT_TOKEN in the environment/);
+    expect(() => mergeFlags({}, ['init', '--vault-token=hvs.x'])).toThrow(/not accepted on the command line/);
+    try {
+      mergeFlags({}, ['init', '--vault-token', 'hvs.SECRET']);
+    } catch (err) {
+      expect(String(err)).not.toContain('hvs.SECRET');
+    }
   });
 
   it('rejects unknown flags and flags without a value', () => {

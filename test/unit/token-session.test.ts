@@ -104,6 +104,36 @@ describe('TokenSession', () => {
     expect(calls.map((c) => c.path)).toEqual(['auth/token/lookup-self']);
   });
 
+  it('never logs in after shutdown (a token made then would never be revoked)', async () => {
+    const clock = new FakeClock();
+    const { transport, calls } = scripted({ 'auth/jwt/login': (n) => login(n), 'auth/token/revoke-self': () => ({}) });
+    const s = new TokenSession(transport, jwtSpec, clock, quietLog);
+    await s.withToken(async () => undefined);
+    // A sign request still in flight when shutdown revokes the token comes back 403...
+    const inFlight = s.withToken(async (t) => {
+      await s.revoke();
+      if (t === 't1') throw denied('pki/root/sign-intermediate');
+    });
+    // ...and must not trigger a fresh login.
+    await expect(inFlight).rejects.toThrow(/aborted/);
+    expect(calls.map((c) => c.path)).toEqual(['auth/jwt/login', 'auth/token/revoke-self']);
+  });
+
+  it('logs in instead of keeping a renewal its max TTL cut to seconds', async () => {
+    const clock = new FakeClock();
+    const { transport, calls } = scripted({
+      'auth/jwt/login': (n) => login(n),
+      'auth/token/renew-self': () => ({ auth: { client_token: 't1', lease_duration: 5, renewable: true } }),
+    });
+    const s = new TokenSession(transport, jwtSpec, clock, quietLog);
+    await s.withToken(async () => undefined);
+    await clock.advance(58 * 60_000); // 2 min left
+    let used = '';
+    await s.withToken(async (t) => (used = t));
+    expect(used).toBe('t2');
+    expect(calls.map((c) => c.path)).toEqual(['auth/jwt/login', 'auth/token/renew-self', 'auth/jwt/login']);
+  });
+
   it('revokes its own token at shutdown within the budget, even when Vault hangs', async () => {
     const clock = new FakeClock();
     const { transport, calls } = scripted({ 'auth/jwt/login': (n) => login(n), 'auth/token/revoke-self': () => 'hang' });
