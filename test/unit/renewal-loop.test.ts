@@ -35,7 +35,7 @@ afterEach(async () => {
   await fs.rm(dir, { recursive: true, force: true });
 });
 
-function setup(o: { certTtlMs?: number; renewBeforeMs?: number; random?: () => number } = {}) {
+function setup(o: { certTtlMs?: number; renewBeforeMs?: number; random?: () => number; istiodPage?: () => string } = {}) {
   const clock = new FakeClock(Date.now());
   const vault = new FakeVaultCa(root, () => clock.now());
   const cap = captureLog();
@@ -55,7 +55,15 @@ function setup(o: { certTtlMs?: number; renewBeforeMs?: number; random?: () => n
     signPath: 'pki/root/sign-intermediate',
     extraRoots: () => [],
   });
-  const loop = new RenewalLoop({ renewer, clock, random: o.random ?? (() => 0), log: cap.log, metrics });
+  const istiodPage = o.istiodPage;
+  const loop = new RenewalLoop({
+    renewer,
+    clock,
+    random: o.random ?? (() => 0),
+    log: cap.log,
+    metrics,
+    ...(istiodPage ? { istiod: { url: 'http://istiod.test/metrics', timeoutMs: 5000, fetchText: async () => istiodPage() } } : {}),
+  });
   const ctl = new AbortController();
   return { clock, vault, cap, metrics, renewer, loop, ctl };
 }
@@ -218,6 +226,22 @@ describe('RenewalLoop (fake time)', () => {
     await t.clock.fireNext();
     await until(() => t.renewer.current!.intermediate.serial !== before);
     expect(t.cap.lines.filter((l) => l.msg === 'published a new intermediate').at(-1)?.trigger).toBe('rotate');
+    t.ctl.abort();
+    await running;
+  });
+
+  it('reports istiod in sync, but "unknown" when a new intermediate expires in the same second as the previous one', async () => {
+    // A stand-in istiod that always serves what is published.
+    const t: ReturnType<typeof setup> = setup({ istiodPage: () => `citadel_server_cert_chain_expiry_timestamp ${Math.floor(t.renewer.current!.intermediate.notAfter / 1000)}\n` });
+    const inSync = async () => (await t.metrics.registry.getSingleMetricAsString('istiod_vault_agent_istiod_in_sync')).split('\n').find((l) => l && !l.startsWith('#'));
+    const running = t.loop.run(t.ctl.signal);
+    await until(() => t.cap.lines.some((l) => l.msg === 'istiod loaded the new intermediate'));
+    expect(await inSync()).toBe('istiod_vault_agent_istiod_in_sync 1');
+    // Fake time stands still: the rotated intermediate gets the very same notAfter.
+    t.loop.requestRotation('test');
+    await until(() => t.vault.signCalls === 2);
+    await until(() => t.cap.lines.some((l) => /expires at the same second as the previous one/.test(String(l.msg))));
+    expect(await inSync()).toBeUndefined();
     t.ctl.abort();
     await running;
   });
