@@ -63,11 +63,7 @@ export async function runInit(
         if (left < BACKOFF_BASE_MS) return giveUp(e, attempt + 1);
         const delay = Math.min(retryDelay({ attempt, random: deps.random(), retryable: true, now: clock.now(), currentNotAfter: undefined }), left / 2);
         log.info({ attempt: attempt + 1, retryInMs: Math.round(delay) }, 'retrying');
-        try {
-          await clock.sleep(delay, opts.signal);
-        } catch (sleepErr) {
-          if (opts.signal?.aborted) throw sleepErr;
-        }
+        await clock.sleep(delay, opts.signal);
       }
     }
   } finally {

@@ -50,7 +50,6 @@ export class Renewer {
   /** root-cert.pem on disk when no valid bundle could be adopted (its bytes are still worth keeping). */
   private diskRoots: { bytes: string; roots: readonly CertInfo[] } | undefined;
   private nextRenewal: number | undefined;
-  private tidyDue: number | undefined;
 
   constructor(private readonly d: RenewerDeps) {
     d.metrics.setReadyProbe(() => this.isReady());
@@ -67,12 +66,11 @@ export class Renewer {
 
   /** When replaced generations (and their keys) are past their grace period and should be removed. */
   get tidyAt(): number | undefined {
-    return this.tidyDue;
+    return this.d.writer.pruneDueAt();
   }
 
   /** Removes replaced generations past their grace period. Never throws. */
   async tidy(): Promise<void> {
-    this.tidyDue = undefined;
     const removed = await this.d.writer.prune();
     if (removed.length) this.d.log.debug({ removed }, 'removed replaced generations');
   }
@@ -157,7 +155,6 @@ export class Renewer {
       if (signal?.aborted) throw new AbortedError();
       const t0 = performance.now();
       const { generation } = await this.d.writer.publish(issued.bundle.files, signal);
-      this.tidyDue = this.d.writer.graceEndsAt();
       log.info({ step: 'publish', durationMs: Math.round(performance.now() - t0), generation }, 'publish done');
       metrics.requestedTtl.set(issued.requestedTtlMs / 1000);
       this.adopt(issued.bundle, issued.grantedMs);
@@ -195,7 +192,6 @@ export class Renewer {
   async republish(serial: string, signal?: AbortSignal): Promise<void> {
     const done = await this.d.writer.publishIf(() => (this.bundle?.intermediate.serial === serial ? this.bundle.files : undefined), signal);
     if (!done) return;
-    this.tidyDue = this.d.writer.graceEndsAt();
     this.d.log.info({ generation: done.generation, serial }, 're-published the current generation');
   }
 

@@ -77,6 +77,8 @@ export interface PublishResult {
 export class CertDirWriter {
   private seq = 0;
   private lastPublishAt = -Infinity;
+  /** When the generations replaced since the last prune() are past their grace period. */
+  private pruneDue: number | undefined;
   /** Every operation on the dir runs under this promise chain: one at a time, in call order. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -147,6 +149,7 @@ export class CertDirWriter {
       await fs.symlink(dataLinkTarget(gen), tmp);
       await fs.rename(tmp, path.join(this.certDir, DATA_LINK));
       this.lastPublishAt = this.clock.now();
+      this.pruneDue = this.lastPublishAt + this.graceMs + 1000;
     } catch (err) {
       await fs.rm(dir, { recursive: true, force: true }).catch(() => undefined);
       if (err instanceof AbortedError) throw err;
@@ -160,9 +163,12 @@ export class CertDirWriter {
     return { generation: gen };
   }
 
-  /** When the generations replaced so far are past their grace period (for a timer to call prune()). */
-  graceEndsAt(): number {
-    return this.lastPublishAt + this.graceMs + 1000;
+  /**
+   * When the generations replaced by publishes are past their grace period, for a timer to call
+   * prune() then; undefined when nothing replaced is waiting.
+   */
+  pruneDueAt(): number | undefined {
+    return this.pruneDue;
   }
 
   /**
@@ -171,7 +177,10 @@ export class CertDirWriter {
    * leaves a partial folder behind). Never throws. Returns what it removed.
    */
   prune(keep: readonly (string | undefined)[] = []): Promise<string[]> {
-    return this.exclusive(() => this.pruneLocked(keep));
+    return this.exclusive(() => {
+      if (this.pruneDue !== undefined && this.clock.now() >= this.pruneDue) this.pruneDue = undefined;
+      return this.pruneLocked(keep);
+    });
   }
 
   private async pruneLocked(keep: readonly (string | undefined)[]): Promise<string[]> {

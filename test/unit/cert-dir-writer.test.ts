@@ -84,7 +84,7 @@ describe('CertDirWriter', () => {
     gens.push((await w.publish(tagged(4))).generation);
     expect((await fs.readdir(path.join(dir, GEN_DIR))).sort()).toEqual(gens.slice(-2));
     // Once the grace period has passed, the replaced generation and its key are gone too.
-    await clock.advanceTo(w.graceEndsAt());
+    await clock.advanceTo(w.pruneDueAt()!);
     await w.prune();
     expect(await fs.readdir(path.join(dir, GEN_DIR))).toEqual(gens.slice(-1));
   });
