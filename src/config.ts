@@ -25,6 +25,7 @@ export interface Settings {
   vaultToken: string | undefined;
   vaultSkipVerify: boolean;
   vaultClientTimeoutMs: number;
+  vaultRedirectOrigins: string[];
   authMethod: AuthMethod;
   authMount: string;
   authRole: string | undefined;
@@ -131,6 +132,22 @@ const listenAddr = setting((v) => {
   return { host: host === '' ? '0.0.0.0' : host, port };
 });
 
+const origins = setting((v) => {
+  const out: string[] = [];
+  for (const item of v.split(',').map((s) => s.trim()).filter(Boolean)) {
+    let u: URL;
+    try {
+      u = new URL(item);
+    } catch {
+      return new Bad(`"${item}" is not a URL (use https://vault-1.example:8200)`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return new Bad(`"${item}" must start with http:// or https://`);
+    if (u.username || u.password || (u.pathname !== '/' && u.pathname !== '') || u.search) return new Bad(`"${item}" must be an origin only (scheme://host:port)`);
+    out.push(u.origin);
+  }
+  return out;
+});
+
 const positiveInt = setting((v) => (/^\d+$/.test(v.trim()) ? Number(v.trim()) : new Bad(`"${v}" is not a whole number`)));
 
 const signPath = setting((v) => {
@@ -164,6 +181,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { env: 'VAULT_TOKEN', default: undefined, help: 'Vault token, only for AUTH_METHOD=token; environment only (never a flag: it would show in the process list)' },
   { env: 'VAULT_SKIP_VERIFY', default: 'false', help: 'true disables TLS verification of Vault (never in production); only true/false/1/0 are accepted' },
   { env: 'VAULT_CLIENT_TIMEOUT', default: '30s', help: 'timeout of every Vault request (at most 10m)' },
+  { env: 'VAULT_REDIRECT_ORIGINS', default: undefined, help: 'comma-separated origins (https://vault-1:8200,...) besides VAULT_ADDR\'s that a 307/308 from Vault may lead to, with the token and request: the nodes of an HA cluster whose standbys redirect instead of forwarding' },
   { env: 'AUTH_METHOD', default: 'kubernetes', help: '`kubernetes`, `jwt`, `approle` or `token`' },
   { env: 'AUTH_MOUNT', default: 'method name', help: 'mount path under `auth/`, e.g. `kube-cluster1-mesh-auth`' },
   { env: 'AUTH_ROLE', default: undefined, help: 'role to log in as (kubernetes, jwt)' },
@@ -252,6 +270,7 @@ const rawSchema = z.object({
   VAULT_SKIP_VERIFY: z._default(bool, false),
   // Bounded: a request timeout must stay far below timer limits (24.8 days) and below INIT_TIMEOUT.
   VAULT_CLIENT_TIMEOUT: z._default(duration('VAULT_CLIENT_TIMEOUT', { min: 100, max: 600_000 }), 30_000),
+  VAULT_REDIRECT_ORIGINS: z._default(origins, []),
   AUTH_METHOD: z._default(oneOf(AUTH_METHODS), 'kubernetes'),
   AUTH_MOUNT: optional,
   AUTH_ROLE: optional,
@@ -340,6 +359,7 @@ export function loadSettings(source: Readonly<Record<string, string | undefined>
     vaultToken: r.VAULT_TOKEN,
     vaultSkipVerify: r.VAULT_SKIP_VERIFY,
     vaultClientTimeoutMs: r.VAULT_CLIENT_TIMEOUT,
+    vaultRedirectOrigins: r.VAULT_REDIRECT_ORIGINS,
     authMethod: r.AUTH_METHOD,
     authMount: (r.AUTH_MOUNT ?? r.AUTH_METHOD).replace(/^\/+|\/+$/g, '').replace(/^auth\//, ''),
     authRole: r.AUTH_ROLE,

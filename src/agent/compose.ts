@@ -101,6 +101,7 @@ export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics
 
   const vault = createVaultCa({
     addr: s.vaultAddr!,
+    redirectOrigins: s.vaultRedirectOrigins,
     namespace: s.vaultNamespace,
     skipVerify: s.vaultSkipVerify,
     caCert,

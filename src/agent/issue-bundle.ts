@@ -59,7 +59,7 @@ async function timed<T>(log: Logger, step: string, fields: object, fn: () => Pro
 export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promise<IssuedBundle> {
   const { vault, clock, log } = inp;
 
-  const issuer = await timed(log, 'read_issuer', {}, () => raceAbort(vault.readIssuer(), signal));
+  const issuer = await timed(log, 'read_issuer', {}, () => raceAbort(vault.readIssuer(signal), signal));
   const issuerCert = certsFromPem(issuer.certificate, "the issuer certificate in Vault's answer")[0]!;
   const trusted = inp.published?.roots ?? [];
   const issuerPath = buildPath(issuerCert, issuer.caChain.flatMap((p, i) => certsFromPem(p, `issuer ca_chain[${i}]`)), trusted);

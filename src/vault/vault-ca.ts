@@ -10,8 +10,8 @@ import { TokenSession, type TokenSessionLogger } from './token-session.js';
 import { createVaultTransport, type TransportOptions } from './transport.js';
 
 export interface VaultCa {
-  /** Certificate and chain of the issuer that PKI_SIGN_PATH signs with. */
-  readIssuer(): Promise<IssuerInfo>;
+  /** Certificate and chain of the issuer that PKI_SIGN_PATH signs with (logs in if needed). */
+  readIssuer(signal?: AbortSignal): Promise<IssuerInfo>;
   /** Logs in if needed and signs. Throws VaultRequestError / AgentError with reason and retryable set. */
   signIntermediate(params: Omit<SignIntermediateParams, 'format'>, signal?: AbortSignal): Promise<SignIntermediateResult>;
   /** Epoch ms at which the current Vault token expires, if known. */
@@ -22,7 +22,7 @@ export interface VaultCa {
   close(): Promise<void>;
 }
 
-export interface VaultCaOptions extends Omit<TransportOptions, 'clock'> {
+export interface VaultCaOptions extends TransportOptions {
   auth: AuthSpec;
   signPath: string;
   pkiMount: string;
@@ -35,9 +35,9 @@ export function createVaultCa(opts: VaultCaOptions): VaultCa {
   const transport = createVaultTransport(opts);
   const session = new TokenSession(transport, opts.auth, opts.clock, opts.log);
   return {
-    readIssuer: () => readIssuer(transport, opts.pkiMount, opts.issuerRef),
+    readIssuer: (signal) => session.withToken((token) => readIssuer(transport, opts.pkiMount, opts.issuerRef, token, signal), signal),
     signIntermediate: (params, signal) =>
-      session.withToken((token) => signIntermediate(transport, opts.signPath, { ...params, format: 'pem' }, token), signal),
+      session.withToken((token) => signIntermediate(transport, opts.signPath, { ...params, format: 'pem' }, token, signal), signal),
     tokenExpiresAt: () => session.expiresAt(),
     setCaCert: (pem) => transport.setCaCert(pem),
     close: () => session.revoke(),
