@@ -16,6 +16,8 @@ export interface VaultCa {
   signIntermediate(params: Omit<SignIntermediateParams, 'format'>, signal?: AbortSignal): Promise<SignIntermediateResult>;
   /** Epoch ms at which the current Vault token expires, if known. */
   tokenExpiresAt(): number | undefined;
+  /** Logs in (or looks VAULT_TOKEN up) if needed, and says when the token expires and whether it renews. */
+  describeToken(signal?: AbortSignal): Promise<{ expiresAt: number | undefined; renewable: boolean }>;
   /** Swaps the CA bundle used to verify Vault's TLS certificate (VAULT_CACERT changed on disk). */
   setCaCert(pem: string | undefined): void;
   /** Best-effort, bounded revoke of the token the agent created. Never throws. */
@@ -39,6 +41,7 @@ export function createVaultCa(opts: VaultCaOptions): VaultCa {
     signIntermediate: (params, signal) =>
       session.withToken((token) => signIntermediate(transport, opts.signPath, { ...params, format: 'pem' }, token, signal), signal),
     tokenExpiresAt: () => session.expiresAt(),
+    describeToken: (signal) => session.describe(signal),
     setCaCert: (pem) => transport.setCaCert(pem),
     close: () => session.revoke(),
   };
