@@ -7,7 +7,8 @@
  * - never one that expires sooner than a valid current one, unless an operator asked for a rotation;
  * - a bundle whose publish failed is published on the next attempt without asking the source again
  *   (Vault already signed it; signing another one per retry only fills its certificate store).
- * Every outcome is logged and counted here, once.
+ * Every outcome is counted here; a success is logged here, a failure by the caller, once, with what
+ * it does next.
  */
 import type { Logger } from 'pino';
 import { AbortedError, type Clock } from '../common/clock.js';
@@ -210,8 +211,7 @@ export class BundleKeeper {
       if (isAbort(err)) throw err;
       const e = asAgentError(err, source.mints ? 'issuing the intermediate' : 'reading the bundle from its source');
       metrics.recordFailure(e.reason);
-      // Warn: whoever called decides whether this is final (init giving up, the loop needing a person).
-      log.warn({ reason: e.reason, retryable: e.retryable, err: e, trigger }, `issuance failed: ${describeError(e)}`);
+      // Logged once, by the caller, with what it decides to do next (retry when, or give up).
       throw e;
     }
   }

@@ -241,6 +241,7 @@ export class CertDirWriter {
    */
   async checkWritable(): Promise<void> {
     try {
+      await fs.mkdir(this.certDir, { recursive: true, mode: DIR_MODE });
       await fs.access(this.certDir, fsc.W_OK);
     } catch (err) {
       throw this.error('while checking that CERT_DIR is writable', err);
