@@ -67,11 +67,11 @@ describe('prepareToPublish', () => {
     expect(await readCertDir(dir)).toMatchObject({ state: 'present', bundle: { generation } });
   });
 
-  it('a missing CERT_DIR: "does not exist", nothing created (unless asked to create it)', async () => {
+  it('a missing CERT_DIR: "does not exist", not retried, nothing created (unless asked to create it, as dev does)', async () => {
     const missing = path.join(base, 'not-mounted');
     const err = await new CertDirWriter(missing, systemClock, 0).prepareToPublish().catch((e: unknown) => e);
-    expect(err).toMatchObject({ name: 'StoreError', code: 'STORE_ENOENT', reason: 'write_failed' });
-    expect((err as Error).message).toMatch(/does not exist: mount the emptyDir there/);
+    expect(err).toMatchObject({ name: 'StoreError', code: 'STORE_NOCERTDIR', reason: 'write_failed', retryable: false });
+    expect((err as Error).message).toMatch(/not-mounted does not exist \(mount the memory emptyDir istiod reads \(ROOT_CA_DIR\) there; the agent does not create CERT_DIR/);
     await expect(fs.access(missing)).rejects.toThrow();
     await new CertDirWriter(missing, systemClock, 0).prepareToPublish({ createMissing: true });
     expect(await fs.readdir(missing)).toEqual([]);
