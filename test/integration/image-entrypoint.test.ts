@@ -170,6 +170,8 @@ describe.skipIf(!bao.available)('the bundle run as the ENTRYPOINT runs it', () =
       const init = (YAML.parse(readFileSync(path.resolve('manifests/kustomize/classic/init-container.yaml'), 'utf8')) as { spec: { template: { spec: { initContainers: { args: string[]; env: { name: string }[] }[] } } } }).spec.template.spec.initContainers[0]!;
       expect(init.env.map((e) => e.name).sort()).toEqual(['CERT_DIR', 'SA_TOKEN_PATH']);
       const certDir = path.join(appDir, 'etc-cacerts');
+      // The pod's emptyDir: mounted before the agent starts (the agent never creates CERT_DIR).
+      await fs.mkdir(certDir);
       const env = cleanEnv({
         ...cm.data,
         ...bao.get().env, // VAULT_ADDR, AUTH_METHOD=jwt, AUTH_MOUNT=jwt, AUTH_ROLE=istiod, SA_TOKEN_PATH
