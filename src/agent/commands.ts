@@ -80,9 +80,10 @@ async function warnTokenLifetime(ctx: ModeContext, agent: Agent): Promise<void> 
   const renewAt = agent.keeper.renewAt;
   const token = await agent.vault.describeToken(ctx.control.shutdown).catch(() => undefined);
   // A lookup that fails is reported by the issuance that needs the token.
-  if (!token || token.expiresAt === undefined || renewAt === undefined || token.expiresAt > renewAt) return;
-  const fields = { setting: 'VAULT_TOKEN', tokenExpiresAt: new Date(token.expiresAt).toISOString(), renewAt: new Date(renewAt).toISOString(), renewable: token.renewable };
-  if (token.renewable) ctx.log.info(fields, 'VAULT_TOKEN expires before the next renewal; the agent renews it as it goes (up to its max TTL)');
+  if (!token || renewAt === undefined) return;
+  const fields = { setting: 'VAULT_TOKEN', tokenExpiresAt: token.expiresAt === undefined ? 'never' : new Date(token.expiresAt).toISOString(), renewAt: new Date(renewAt).toISOString(), renewable: token.renewable };
+  if (token.expiresAt === undefined || token.expiresAt > renewAt) ctx.log.info(fields, 'VAULT_TOKEN lives past the next renewal');
+  else if (token.renewable) ctx.log.info(fields, 'VAULT_TOKEN expires before the next renewal; the agent renews it as it goes (up to its max TTL)');
   else ctx.log.warn(fields, 'VAULT_TOKEN expires before the next renewal and cannot be renewed, so that renewal will fail: give the agent a longer-lived or renewable token, or use kubernetes or jwt auth');
 }
 
