@@ -56,10 +56,11 @@ build_one() {
   started=$(date +%s)
   echo "go-tools: building $tool from tools/$module (first build of a new version takes minutes)" >&2
   # -mod=readonly: the build never rewrites the committed go.mod/go.sum (that would change the hash under
-  # a running build); a module that needs an update fails with "go mod tidy" in the message. -trimpath: the
+  # a running build); a module that needs an update fails with "go mod tidy" in the message; no VCS stamp
+  # (the binary depends on the sources hashed, not on the commit). -trimpath: the
   # binary does not depend on where the repo or the module cache is; -s -w: no symbol table or DWARF (a third
   # of the size; panics still name functions). -p: one compile per core, more only adds memory pressure.
-  if ! (cd "$root/tools/$module" && GOFLAGS=-mod=readonly CGO_ENABLED=0 go build -p "${GO_TOOLS_JOBS:-$(nproc)}" -trimpath -ldflags='-s -w' -o "$tmp/$tool" "./cmd/$tool"); then
+  if ! (cd "$root/tools/$module" && GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0 go build -p "${GO_TOOLS_JOBS:-$(nproc)}" -trimpath -ldflags='-s -w' -o "$tmp/$tool" "./cmd/$tool"); then
     rm -rf "$tmp"
     echo "go-tools: building $tool failed" >&2
     return 1
