@@ -16,7 +16,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${IVA_TOOLS_CACHE:-$HOME/.cache/istiod-vault-agent/go-tools}"
 # Bump when the build command below changes in a way that changes the binaries.
-BUILD_RECIPE=1
+BUILD_RECIPE=2
 
 # tool -> module folder under tools/ (the main is <module>/cmd/<tool>).
 module_of() {
@@ -27,6 +27,26 @@ module_of() {
   esac
 }
 list() { printf '%s\n' pilot-discovery istioctl workload kube-apiserver etcd; }
+
+# Version stamps, as each project's own build sets them (Istio: $(cat VERSION)-dev and the commit, from its
+# Makefile.core.mk and common/scripts/report_build_info.sh; Kubernetes: hack/lib/version.sh), so that istiod's
+# istio_build metric, `istioctl version` and the API server's /version say what they are.
+ldflags_of() {
+  local dir="$root/tools/$1" v src
+  case "$1" in
+    istio)
+      v="$(cd "$dir" && go list -m -f '{{.Version}}' istio.io/istio)"
+      src="$(cd "$dir" && go list -m -f '{{.Dir}}' istio.io/istio)"
+      printf -- '-X istio.io/istio/pkg/version.%s ' "buildVersion=$(cat "$src/VERSION")-dev" "buildGitRevision=${v##*-}" "buildTag=$v" buildStatus=Clean
+      ;;
+    kube)
+      v="$(cd "$dir" && go list -m -f '{{.Version}}' k8s.io/kubernetes)"
+      local minor="${v#v*.}"
+      minor="${minor%%.*}"
+      printf -- '-X k8s.io/component-base/version.%s ' "gitVersion=$v" gitMajor=1 "gitMinor=$minor" gitTreeState=clean
+      ;;
+  esac
+}
 
 source_hash() {
   local dir="$root/tools/$1"
@@ -60,7 +80,7 @@ build_one() {
   # (the binary depends on the sources hashed, not on the commit). -trimpath: the
   # binary does not depend on where the repo or the module cache is; -s -w: no symbol table or DWARF (a third
   # of the size; panics still name functions). -p: one compile per core, more only adds memory pressure.
-  if ! (cd "$root/tools/$module" && GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0 go build -p "${GO_TOOLS_JOBS:-$(nproc)}" -trimpath -ldflags='-s -w' -o "$tmp/$tool" "./cmd/$tool"); then
+  if ! (cd "$root/tools/$module" && GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0 go build -p "${GO_TOOLS_JOBS:-$(nproc)}" -trimpath -ldflags="-s -w $(ldflags_of "$module")" -o "$tmp/$tool" "./cmd/$tool"); then
     rm -rf "$tmp"
     echo "go-tools: building $tool failed" >&2
     return 1
