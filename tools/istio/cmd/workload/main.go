@@ -142,8 +142,10 @@ func run(o options) (*result, error) {
 	}
 	var out result
 	tlsConfig := &tls.Config{
-		Certificates: []tls.Certificate{clientCert},
-		MinVersion:   tls.VersionTLS12,
+		// Always present it: with Certificates, Go's client silently sends none when the chain does not
+		// match the CAs istiod lists as acceptable, which would hide istiod's own verdict on the handshake.
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &clientCert, nil },
+		MinVersion:           tls.VersionTLS12,
 		// Verification is done below so that what istiod served can be reported even when it fails.
 		InsecureSkipVerify: true, //nolint:gosec
 		VerifyConnection: func(cs tls.ConnectionState) error {
