@@ -23,7 +23,12 @@ export const ISTIOD_LOG = {
   reloaded: /Istiod has detected the newly added intermediate CA and updated its key and certs accordingly/,
   /** A reload whose root-cert.pem differs from the running one, without ISTIO_MULTIROOT_MESH. */
   multiRootDisabled: /Multi root is disabled, updating new ROOT-CA not supported/,
-  rootUpdated: /Updating new ROOT-CA/,
+  /** With ISTIO_MULTIROOT_MESH: the new root-cert.pem is a superset or subset of the running one, taken. */
+  rootUpdated: /Updating new ROOT-CA$/,
+  /** With ISTIO_MULTIROOT_MESH: neither bundle contains the other, reload skipped. */
+  rootUpdateRefused: /Updating new ROOT-CA not supported/,
+  /** Any reload attempt (istiod read ROOT_CA_DIR after an fsnotify event and its 100 ms debounce). */
+  reloadStarted: /Update Istiod cacerts/,
   reloadFailed: /Failed to update new Plug-in CA certs/,
 } as const;
 

@@ -84,8 +84,8 @@ export async function startKubeCluster(o: KubeClusterOptions = {}): Promise<Kube
       '--quota-backend-bytes=268435456', '--unsafe-no-fsync',
     ], serverEnv(dir));
     procs.push(etcd);
-    // etcd logs this (JSON, level info) once it accepts clients.
-    await etcd.waitForLog(/ready to serve client requests/, { timeoutMs });
+    // etcd logs this (JSON, level info) once its client listener serves; kube-apiserver retries before that anyway.
+    await etcd.waitForLog(/"msg":"serving client traffic/, { timeoutMs });
 
     const port = await freePort();
     const url = `https://127.0.0.1:${port}`;

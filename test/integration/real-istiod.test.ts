@@ -109,3 +109,33 @@ describe.skipIf(!bao.available || !haveTools)('real istiod on the agent bundle',
     expect(istiod.child.exitCode).toBeNull();
   });
 });
+
+describe.skipIf(!haveTools)('real istiod: root-cert.pem changes, with and without multiRoot', () => {
+  async function handMadeBundle(): Promise<{ rootPem: string }> {
+    const root = await makeRoot('CN=Hand-made Root');
+    const b = bundleOf(await makeIntermediate(root), root);
+    await fs.writeFile(path.join(dir, 'ca-key.pem'), b.caKey, { mode: 0o600 });
+    await fs.writeFile(path.join(dir, 'ca-cert.pem'), b.caCert);
+    await fs.writeFile(path.join(dir, 'cert-chain.pem'), b.certChain);
+    await fs.writeFile(path.join(dir, 'root-cert.pem'), b.rootCert);
+    return { rootPem: b.rootCert };
+  }
+
+  it.each([
+    { multiRoot: true, expected: ISTIOD_LOG.rootUpdated },
+    { multiRoot: false, expected: ISTIOD_LOG.multiRootDisabled },
+  ])('multiRoot=$multiRoot: adding a second root to root-cert.pem', async ({ multiRoot, expected }) => {
+    const { rootPem } = await handMadeBundle();
+    const istiod = await startIstiod({ certDir: dir, multiRoot });
+    onTestFinished(() => istiod.stop());
+    await istiod.waitForLog(ISTIOD_LOG.watching);
+    const mark = istiod.lines.length;
+    await fs.writeFile(path.join(dir, 'root-cert.pem'), rootPem + (await makeRoot('CN=Second Root')).pem);
+    await istiod.waitForLog(expected, { from: mark });
+    // Taken: the swap is done once istiod says so (the "Updating" line comes before it).
+    if (multiRoot) await istiod.waitForLog(ISTIOD_LOG.reloaded, { from: mark });
+    const w = await requestWorkloadCert(istiod, { certDir: dir });
+    // The answer ends with the root bundle istiod runs: both roots when it took the change, else the old one.
+    expect(w.rootBundle.match(/BEGIN CERTIFICATE/g)).toHaveLength(multiRoot ? 2 : 1);
+  });
+});
