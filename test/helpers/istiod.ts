@@ -10,7 +10,7 @@ import path from 'node:path';
 import { freePort } from '../../src/dev/dev-server.js';
 import { goTool } from './go-tools.js';
 import { httpGet } from './metrics-text.js';
-import { startServerProcess } from './server-process.js';
+import { startServerProcess, stopWhenTestFinishes } from './server-process.js';
 
 /** Lines istiod (Istio master of the pinned pseudo-version) logs at the moments tests care about. */
 export const ISTIOD_LOG = {
@@ -70,7 +70,10 @@ export interface Istiod {
   child: ChildProcess;
 }
 
-/** Starts istiod; rejects (with its last log lines) if it exits or is not ready in time. */
+/**
+ * Starts istiod; rejects (with its last log lines) if it exits or is not ready in time. Started inside a
+ * test, it is stopped when the test finishes (pass or fail); started in beforeAll, stop it in afterAll.
+ */
 export async function startIstiod(o: IstiodOptions): Promise<Istiod> {
   const bin = goTool('pilot-discovery');
   if (!bin) throw new Error('pilot-discovery is not built (scripts/go-tools.sh build pilot-discovery)');
@@ -111,6 +114,7 @@ async function startOnce(bin: string, o: IstiodOptions): Promise<Istiod> {
     await proc.stop();
     await fs.rm(workDir, { recursive: true, force: true });
   };
+  stopWhenTestFinishes(stop);
   const metricsUrl = `http://${addrs.monitoring}/metrics`;
   try {
     const timeoutMs = o.startTimeoutMs ?? 60_000;

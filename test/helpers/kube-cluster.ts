@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../src/dev/dev-server.js';
 import { goTool } from './go-tools.js';
-import { startServerProcess, type ServerProcess } from './server-process.js';
+import { startServerProcess, stopWhenTestFinishes, type ServerProcess } from './server-process.js';
 
 export const KUBECTL = '/usr/bin/kubectl';
 /** The issuer (and default audience) of service-account tokens, as in a kubeadm cluster. */
@@ -60,7 +60,10 @@ export class KubectlError extends Error {
   }
 }
 
-/** Starts etcd and kube-apiserver and resolves once /readyz is ok (RBAC's bootstrap roles exist then). */
+/**
+ * Starts etcd and kube-apiserver and resolves once /readyz is ok (RBAC's bootstrap roles exist then).
+ * Started inside a test, it is stopped when the test finishes; started in beforeAll, stop it in afterAll.
+ */
 export async function startKubeCluster(o: KubeClusterOptions = {}): Promise<KubeCluster> {
   const etcdBin = goTool('etcd');
   const apiserverBin = goTool('kube-apiserver');
@@ -69,9 +72,10 @@ export async function startKubeCluster(o: KubeClusterOptions = {}): Promise<Kube
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-kube-'));
   const procs: ServerProcess[] = [];
   const stop = async () => {
-    for (const p of procs.reverse()) await p.stop();
+    for (const p of [...procs].reverse()) await p.stop();
     await fs.rm(dir, { recursive: true, force: true });
   };
+  stopWhenTestFinishes(stop);
   try {
     const pki = await makePki(dir);
     const etcdPort = await freePort();

@@ -4,6 +4,7 @@
  * also killed when the test process exits, so none outlives a crashed worker.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { onTestFinished } from 'vitest';
 
 export interface ServerProcess {
   name: string;
@@ -126,4 +127,16 @@ export function startServerProcess(name: string, bin: string, args: string[], o:
         clearTimeout(t);
       })()),
   };
+}
+
+/**
+ * Called inside a test, registers `stop` to run when the test finishes, passed or failed. Outside a test
+ * (beforeAll) it does nothing: the caller stops the server in its afterAll.
+ */
+export function stopWhenTestFinishes(stop: () => Promise<void>): void {
+  try {
+    onTestFinished(stop);
+  } catch {
+    // not inside a test
+  }
 }

@@ -42,7 +42,6 @@ describe.skipIf(!bao.available || !haveTools)('real istiod on the agent bundle',
     const rootPem = await read('root-cert.pem');
 
     const istiod = await startIstiod({ certDir: dir });
-    onTestFinished(() => istiod.stop());
     await istiod.waitForLog(ISTIOD_LOG.pluggedCa);
     expect(istiod.lines.some((l) => ISTIOD_LOG.selfSigned.test(l))).toBe(false);
     await istiod.waitForLog(ISTIOD_LOG.watching);
@@ -127,7 +126,6 @@ describe.skipIf(!haveTools)('real istiod: root-cert.pem changes, with and withou
   ])('multiRoot=$multiRoot: adding a second root to root-cert.pem', async ({ multiRoot, expected }) => {
     const { rootPem } = await handMadeBundle();
     const istiod = await startIstiod({ certDir: dir, multiRoot });
-    onTestFinished(() => istiod.stop());
     await istiod.waitForLog(ISTIOD_LOG.watching);
     const mark = istiod.lines.length;
     await fs.writeFile(path.join(dir, 'root-cert.pem'), rootPem + (await makeRoot('CN=Second Root')).pem);
