@@ -5,6 +5,9 @@ go 1.24.0
 // Kubernetes builds its binaries with these GODEBUG defaults (its own go.mod says so).
 godebug default=go1.24
 
+// etcd's server at the version k8s.io/kubernetes itself requires. Its go.mod replaces its sibling modules
+// with relative paths, which only matter when etcd is the main module (go install ...@v3.6.4 fails on
+// them); as a dependency here its requirements resolve to the published go.etcd.io/etcd/* v3.6.4.
 require (
 	go.etcd.io/etcd/server/v3 v3.6.4
 	k8s.io/component-base v0.34.1
