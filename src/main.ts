@@ -17,6 +17,11 @@ main(process.argv.slice(2), process.env, {
       handler();
     }),
   cwd: process.cwd(),
+  readStdin: async () => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  },
 }).then(
   (code) => process.exit(code),
   (err) => {

@@ -6,6 +6,7 @@
  * would give it (pointed at the test OpenBao with jwt auth).
  */
 import { spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import { builtinModules } from 'node:module';
@@ -15,6 +16,7 @@ import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import pkg from '../../package.json' with { type: 'json' };
 import { BUNDLE, cleanEnv, type LogLine } from '../helpers/agent-process.js';
+import { containerEnv } from '../helpers/container-env.js';
 import { useOpenBao } from '../helpers/openbao.js';
 
 const DOCKERFILE = path.resolve('image/Dockerfile');
@@ -164,14 +166,16 @@ describe.skipIf(!bao.available)('the bundle run as the ENTRYPOINT runs it', () =
         if (path.dirname(d) === d) break;
       }
 
-      // Settings as in the pod: the example ConfigMap (envFrom) pointed at the test OpenBao with jwt
-      // auth, plus the container's own env (CERT_DIR, SA_TOKEN_PATH) at local paths.
+      // Settings as in the pod: the environment Kubernetes computes for the init container (the example
+      // ConfigMap through envFrom, the container's env with the downward API and $(VAR) expansion) for an
+      // istiod-canary in mesh-cp; then pointed at the test OpenBao with jwt auth, with local paths.
       const cm = YAML.parse(readFileSync(path.resolve('manifests/kustomize/examples/configmap.yaml'), 'utf8')) as { data: Record<string, string> };
       const init = (YAML.parse(readFileSync(path.resolve('manifests/kustomize/classic/init-container.yaml'), 'utf8')) as { spec: { template: { spec: { initContainers: { args: string[]; env: { name: string }[] }[] } } } }).spec.template.spec.initContainers[0]!;
-      expect(init.env.map((e) => e.name).sort()).toEqual(['CERT_DIR', 'SA_TOKEN_PATH']);
+      const podEnv = containerEnv(init, { 'istiod-vault-agent': cm.data }, { namespace: 'mesh-cp', serviceAccountName: 'istiod-canary' });
+      expect(podEnv.CERT_DNS_SANS).toBe('istiod-canary.mesh-cp.svc');
       const certDir = path.join(appDir, 'etc-cacerts');
       const env = cleanEnv({
-        ...cm.data,
+        ...podEnv,
         ...bao.get().env, // VAULT_ADDR, AUTH_METHOD=jwt, AUTH_MOUNT=jwt, AUTH_ROLE=istiod, SA_TOKEN_PATH
         PKI_SIGN_PATH: 'pki/root/sign-intermediate',
         KEY_TYPE: 'ec',
@@ -193,6 +197,8 @@ describe.skipIf(!bao.available)('the bundle run as the ENTRYPOINT runs it', () =
       const check = run(['check', certDir]);
       expect(check.status, check.stderr).toBe(0);
       expect(check.stdout).toMatch(/L=cluster1/);
+      // The SAN derived in the pod reached the intermediate.
+      expect(new X509Certificate(await fs.readFile(path.join(certDir, 'ca-cert.pem'))).subjectAltName).toBe('DNS:istiod-canary.mesh-cp.svc');
     } finally {
       await fs.rm(appDir, { recursive: true, force: true });
     }
