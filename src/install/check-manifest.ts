@@ -171,10 +171,9 @@ function checkDeployment(d: Obj, opts: CheckManifestOptions): { problems: string
     return { problems, summary: '' };
   }
   const sources = Object.keys(vol).filter((k) => k !== 'name');
-  if (sources.includes('secret') && obj(vol.secret)) {
+  if (sources.length === 1 && obj(vol.secret)) {
     problems.push(`volume ${volName} at ROOT_CA_DIR is still the cacerts Secret (${str(obj(vol.secret)!.secretName) ?? '?'}): istiod reads the Secret (or, when it is absent, an empty dir: self-signed fallback), not the agent's memory emptyDir`);
-  }
-  if (sources.length !== 1 || !obj(vol.emptyDir)) {
+  } else if (sources.length !== 1 || !obj(vol.emptyDir)) {
     problems.push(`volume ${volName} at ROOT_CA_DIR must be exactly an emptyDir with medium: Memory (found: ${sources.join(', ') || 'no source'}): the CA key must stay in memory`);
   } else if (obj(vol.emptyDir)!.medium !== 'Memory') {
     problems.push(`volume ${volName} at ROOT_CA_DIR is an emptyDir on the node's disk: set medium: Memory so the CA key never touches a disk`);
@@ -186,7 +185,7 @@ function checkDeployment(d: Obj, opts: CheckManifestOptions): { problems: string
   if (agents.length === 0) {
     const hint = volName.startsWith('istiod-vault-agent') || volumes.some((v) => v.name === 'istiod-vault-agent-token')
       ? ' (the agent\'s volumes are there but its container is not: the istiod chart before Istio 1.24 silently drops pilot.initContainers, and the Sail Operator prunes them; use the post-renderer, kustomize or istioctl path)'
-      : '';
+      : ' (nothing of the agent is in this Deployment: an IstioOperator overlay matches by exact name, and with a revision the Deployment is istiod-<rev>)';
     problems.push(`ROOT_CA_DIR ${rootDir} is set but no istiod-vault-agent container mounts volume ${volName}: istiod finds an empty directory and falls back to its self-signed CA${hint}`);
     return { problems, summary: '' };
   }
