@@ -10,7 +10,7 @@ import { isExecutable } from '../../../src/dev/bao-binary.js';
 
 export function istioctlBin(): string {
   const cache = process.env.IVA_TOOLS_CACHE ?? path.join(os.homedir(), '.cache/istiod-vault-agent/go-tools');
-  let dirs: string[] = [];
+  let dirs: string[];
   try {
     dirs = readdirSync(cache).filter((d) => d.startsWith('istioctl-'));
   } catch {
