@@ -51,10 +51,13 @@ describe.skipIf(!istioctl)('istioctl manifest generate with the IstioOperator ov
     const rev = INSTALLS[render].revision;
     let text = OVERLAY(variant);
     if (rev && rename) {
-      // Exactly the edit the overlay's header asks for.
-      const renamed = text.replace(/^(\s+name: )istiod( #.*)$/m, `$1istiod-${rev}$2`);
-      expect(renamed).not.toBe(text);
-      text = renamed;
+      // Exactly the command docs/install/istioctl.md gives for a revision.
+      const doc = readFileSync(path.join(REPO, 'docs/install/istioctl.md'), 'utf8');
+      const script = /^sed '([^']+)' manifests\/istioctl\/native\.yaml > native-canary\.yaml$/m.exec(doc)![1]!.replace(/canary/g, rev);
+      const res = spawnSync('sed', [script], { input: text, encoding: 'utf8' });
+      expect(res.status, res.stderr).toBe(0);
+      expect(res.stdout).not.toBe(text);
+      text = res.stdout;
     }
     const file = path.join(work, `${variant}-${render}-${rename}.yaml`);
     writeFileSync(file, text);
