@@ -1,32 +1,28 @@
 /**
- * The command line: the only module that reads the environment and process signals, and the only one
- * that decides exit codes (0 ok, 1 failed, 2 bad configuration). Everything below it receives values.
+ * The command line: the only module (with src/cli/) that reads the environment and process signals,
+ * and the only one that decides exit codes (0 ok, 1 failed, 2 bad configuration). Everything below it
+ * receives values.
  */
 import pkg from '../package.json' with { type: 'json' };
-import { checkCertDir } from './agent/check-dir.js';
 import type { Runtime } from './agent/compose.js';
 import { fetchMetricsPage } from './agent/istiod-sync.js';
-import { initCommand, runCommand, sidecarCommand, type Control, type ModeContext } from './agent/modes.js';
+import { initCommand, runCommand, sidecarCommand, type Control, type ModeContext } from './agent/commands.js';
+import { checkCommand } from './cli/check-command.js';
+import { devCommand } from './cli/dev-command.js';
+import type { CliIo, RunMode } from './cli/io.js';
+import { withoutCredentials } from './cli/redact.js';
 import { systemClock } from './common/clock.js';
 import { ConfigError, describeError } from './common/errors.js';
-import { SETTINGS, flagName, loadSettings, mergeFlags, type Settings } from './config.js';
-import { findVaultBinary } from './dev/bao-binary.js';
-import { startDevEnvironment, type DevEnvironment } from './dev/dev-environment.js';
+import { mergeFlags } from './config/flags.js';
+import { SETTINGS, flagName, loadSettings } from './config/settings.js';
 import { CHECK_MANIFEST_USAGE, checkManifestCommand } from './install/check-manifest-command.js';
-import { createLogger } from './telemetry/logger.js';
+import { createCliLogger } from './telemetry/logger.js';
 import { AgentMetrics } from './telemetry/metrics.js';
 
-export const VERSION: string = pkg.version;
+export type { CliIo } from './cli/io.js';
+export { DEV_DEFAULTS } from './cli/dev-command.js';
 
-export interface CliIo {
-  out(line: string): void;
-  err(line: string): void;
-  /** Process signal hookup; tests pass their own. */
-  onSignal(signal: 'SIGTERM' | 'SIGINT' | 'SIGHUP', handler: () => void): void;
-  cwd: string;
-  /** All of standard input (check-manifest -). */
-  readStdin?: () => Promise<string>;
-}
+export const VERSION: string = pkg.version;
 
 const COMMANDS: [string, string][] = [
   ['init', 'make sure CERT_DIR holds a valid bundle that is not due; issue one if not (exit 0 ok, 1 failed, 2 bad config)'],
@@ -48,31 +44,14 @@ function usage(): string {
     ...COMMANDS.map(([c, h]) => `  ${c.padEnd(13)} ${h}`),
     '',
     'Settings (environment variables; the --flag of the same name wins):',
-    ...SETTINGS.map((s) => `  ${s.env.padEnd(24)} ${flagName(s.env).padEnd(26)} ${s.help}${s.default ? ` [default: ${s.default}]` : ''}`),
+    ...SETTINGS.map((s) => {
+      const def = s.default || ('defaultText' in s ? s.defaultText : undefined);
+      return `  ${s.env.padEnd(24)} ${flagName(s.env).padEnd(26)} ${s.help}${def ? ` [default: ${def}]` : ''}`;
+    }),
     '',
     'Signals: SIGTERM/SIGINT stop (exit 0); SIGHUP issues a new intermediate now (sidecar, run).',
   ];
   return lines.join('\n');
-}
-
-/** Defaults for `dev`: a short lifetime so rotation can be watched, files in ./cacerts. */
-export const DEV_DEFAULTS: Record<string, string> = {
-  CERT_DIR: './cacerts',
-  CERT_TTL: '3m',
-  RENEW_BEFORE: '2m',
-  KEY_TYPE: 'ec',
-  METRICS_ADDR: '127.0.0.1:15099',
-  ISTIOD_METRICS_URL: '',
-  ROTATE_ENDPOINT: 'true',
-};
-
-/** VAULT_ADDR for a log line: a user:password in the URL stays out. */
-function withoutCredentials(addr: string | undefined): string | undefined {
-  if (!addr) return addr;
-  const u = new URL(addr);
-  u.username = '';
-  u.password = '';
-  return u.toString().replace(/\/$/, '');
 }
 
 function runtime(): Runtime {
@@ -93,11 +72,11 @@ function control(io: CliIo, log: (m: string) => void): Control & { stop(): void 
   return { shutdown: ctl.signal, onRotate: (h) => (rotate = h), stop };
 }
 
-async function runMode(name: 'init' | 'sidecar' | 'run', settings: Settings, io: CliIo, extra?: { onStop?: () => Promise<void> }): Promise<number> {
-  const log = createLogger({ level: settings.logLevel, base: { mode: name } });
+const runMode: RunMode = async (name, settings, io, extra) => {
+  const log = await createCliLogger({ level: settings.logLevel, format: settings.logFormat, base: { mode: name } });
   const metrics = new AgentMetrics(VERSION);
   const ctl = control(io, () => log.info({}, 'signal received; shutting down'));
-  const ctx: ModeContext = { settings, runtime: runtime(), log, metrics, control: ctl };
+  const ctx: ModeContext = { settings, runtime: runtime(), log, metrics, control: ctl, chosenByDev: extra?.chosenByDev };
   log.info({ version: VERSION, certDir: settings.certDir, vaultAddr: withoutCredentials(settings.vaultAddr), authMethod: settings.authMethod, authMount: settings.authMount, signPath: settings.pkiSignPath }, 'starting');
   try {
     const fn = name === 'init' ? initCommand : name === 'sidecar' ? sidecarCommand : runCommand;
@@ -109,26 +88,7 @@ async function runMode(name: 'init' | 'sidecar' | 'run', settings: Settings, io:
   } finally {
     await extra?.onStop?.();
   }
-}
-
-async function devCommand(source: Record<string, string | undefined>, io: CliIo): Promise<number> {
-  const withDefaults = { ...DEV_DEFAULTS, ...source };
-  if (source.VAULT_ADDR) return runMode('run', loadSettings(withDefaults, { needsVault: true }), io);
-  // Validate the user's settings before starting anything.
-  loadSettings(withDefaults, { needsVault: false });
-  const bin = findVaultBinary({ vaultBin: source.VAULT_BIN, pathEnv: source.PATH, projectRoot: io.cwd, install: true, log: io.err });
-  io.err(`dev: starting a local OpenBao (${bin})`);
-  let dev: DevEnvironment | undefined = await startDevEnvironment({ bin, pathEnv: source.PATH });
-  const settings = loadSettings({ ...withDefaults, ...dev.env }, { needsVault: true });
-  io.err(`dev: OpenBao at ${dev.server.addr}, PKI at pki/, jwt auth role "istiod" (its root token is in ${dev.rootTokenPath}, never logged)`);
-  io.err(`dev: writing the bundle to ${settings.certDir}; metrics on http://${settings.metricsAddr?.host}:${settings.metricsAddr?.port}/metrics; rotate now with: kill -HUP ${process.pid} or curl -XPOST http://${settings.metricsAddr?.host}:${settings.metricsAddr?.port}/rotate`);
-  return runMode('run', settings, io, {
-    onStop: async () => {
-      await dev?.stop();
-      dev = undefined;
-    },
-  });
-}
+};
 
 /**
  * Runs the command in `args` with `env`. Returns the exit code; never throws.
@@ -153,15 +113,10 @@ export async function main(args: readonly string[], env: Readonly<Record<string,
       case 'run':
         if (positional.length > 1) throw new ConfigError([`${command}: unexpected argument "${positional[1]}"`]);
         return await runMode(command, loadSettings(source, { needsVault: true }), io);
-      case 'check': {
-        const settings = loadSettings(source, { needsVault: false });
-        const dir = positional[1] ?? settings.certDir;
-        const report = await checkCertDir(dir, Date.now(), settings.renewBeforeMs);
-        for (const l of report.lines) (report.ok ? io.out : io.err)(l);
-        return report.ok ? 0 : 1;
-      }
+      case 'check':
+        return await checkCommand(source, positional, io);
       case 'dev':
-        return await devCommand(source, io);
+        return await devCommand(source, io, runMode);
       default:
         throw new ConfigError([`${command}: unknown command (use init, sidecar, run, check, check-manifest, dev, version or --help)`]);
     }

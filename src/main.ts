@@ -17,6 +17,8 @@ main(process.argv.slice(2), process.env, {
       handler();
     }),
   cwd: process.cwd(),
+  isTty: process.stdout.isTTY === true,
+  pid: process.pid,
   readStdin: async () => {
     const chunks: Buffer[] = [];
     for await (const chunk of process.stdin) chunks.push(chunk as Buffer);

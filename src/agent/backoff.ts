@@ -1,11 +1,21 @@
 /**
  * Retry pacing: capped exponential backoff with "equal jitter" (half fixed, half random), so retries
- * spread out but never collapse to zero. Never sleeps past the moment the current certificate expires
- * without one more try.
+ * spread out but never collapse to zero. How hard to retry depends on what istiod has:
+ * - a valid bundle: back off up to BACKOFF_CAP_MS, but never sleep past the moment it expires without
+ *   one more try (at least one attempt in the second half of its remaining life);
+ * - nothing valid (expired, or never issued): istiod cannot sign workload certificates, so retry within
+ *   seconds (NOTHING_VALID_CAP_MS, jittered) until a bundle is published;
+ * - a failure a quick retry cannot fix (denied, refused, a root change): the cap (clamped like the
+ *   rest to the valid bundle's life), never more often than REFUSED_MIN_DELAY_MS, so a misconfigured
+ *   Vault is not asked again and again; with nothing valid, exactly that often.
  */
 
 export const BACKOFF_BASE_MS = 1000;
 export const BACKOFF_CAP_MS = 5 * 60_000;
+/** Longest wait between retries while istiod has no valid bundle. */
+export const NOTHING_VALID_CAP_MS = 5000;
+/** Shortest wait after a failure that retrying soon cannot fix. */
+export const REFUSED_MIN_DELAY_MS = 30_000;
 
 /** Delay before retry number `attempt` (0-based). `random` in [0, 1). */
 export function backoffDelay(attempt: number, random: number, base = BACKOFF_BASE_MS, cap = BACKOFF_CAP_MS): number {
@@ -13,10 +23,7 @@ export function backoffDelay(attempt: number, random: number, base = BACKOFF_BAS
   return Math.round(ceiling / 2 + (ceiling / 2) * random);
 }
 
-/**
- * The delay actually slept: the backoff (or the cap, for failures a quick retry cannot fix), clamped so
- * that at least one attempt happens in the second half of the remaining lifetime of the current cert.
- */
+/** The delay actually slept after a failed attempt. */
 export function retryDelay(opts: {
   attempt: number;
   random: number;
@@ -29,10 +36,12 @@ export function retryDelay(opts: {
 }): number {
   const base = opts.base ?? BACKOFF_BASE_MS;
   const cap = opts.cap ?? BACKOFF_CAP_MS;
-  let delay = opts.retryable ? backoffDelay(opts.attempt, opts.random, base, cap) : cap;
-  if (opts.currentNotAfter !== undefined) {
-    const left = opts.currentNotAfter - opts.now;
-    if (left > 0) delay = Math.min(delay, Math.max(base, left / 2));
+  const left = opts.currentNotAfter === undefined ? 0 : opts.currentNotAfter - opts.now;
+  if (!opts.retryable) {
+    // With nothing valid, an operator's fix should be picked up soon: every REFUSED_MIN_DELAY_MS.
+    const wanted = left > 0 ? Math.min(cap, left / 2) : 0;
+    return Math.round(Math.max(REFUSED_MIN_DELAY_MS, wanted));
   }
-  return delay;
+  if (left <= 0) return backoffDelay(opts.attempt, opts.random, base, Math.min(cap, NOTHING_VALID_CAP_MS));
+  return Math.round(Math.min(backoffDelay(opts.attempt, opts.random, base, cap), Math.max(base, left / 2)));
 }

@@ -15,7 +15,13 @@ export interface CheckReport {
   bundle?: VerifiedBundle;
 }
 
-export async function checkCertDir(dir: string, now: number, renewBeforeMs: number | undefined): Promise<CheckReport> {
+/** When the running agent will renew, as it reports it (its own settings decide, not this process's). */
+export interface AgentSchedule {
+  renewAt: number;
+  from: string;
+}
+
+export async function checkCertDir(dir: string, now: number, renewBeforeMs: number | undefined, agent?: AgentSchedule): Promise<CheckReport> {
   let outcome;
   try {
     outcome = await readCertDir(dir);
@@ -34,7 +40,10 @@ export async function checkCertDir(dir: string, now: number, renewBeforeMs: numb
     return { ok: false, lines: [`${dir}: INVALID: ${describeError(err)}`] };
   }
   const i = b.intermediate;
-  const due = dueAt(i.notBefore, i.notAfter, renewBeforeMs);
+  const due = agent?.renewAt ?? dueAt(i.notBefore, i.notAfter, renewBeforeMs);
+  const basis = agent
+    ? `as the running agent at ${agent.from} reports it`
+    : `computed with RENEW_BEFORE=${renewBeforeMs === undefined ? '(a third of the lifetime)' : formatDuration(renewBeforeMs)} from this environment; the running agent uses its own`;
   const lines = [
     `${dir}: valid${outcome.bundle.generation ? ` (generation ${outcome.bundle.generation})` : ''}`,
     `  subject:    ${i.subject}`,
@@ -44,7 +53,7 @@ export async function checkCertDir(dir: string, now: number, renewBeforeMs: numb
     `  SANs:       ${i.dnsSans.join(', ') || '(none)'}`,
     `  notBefore:  ${new Date(i.notBefore).toISOString()}`,
     `  notAfter:   ${new Date(i.notAfter).toISOString()} (in ${formatDuration(i.notAfter - now)})`,
-    `  renewal:    ${new Date(due).toISOString()} (${due <= now ? 'due now' : `in ${formatDuration(due - now)}`})`,
+    `  renewal:    ${new Date(due).toISOString()} (${due <= now ? 'due now' : `in ${formatDuration(due - now)}`}; ${basis})`,
     `  chain:`,
     ...b.chain.map((c, n) => `    ${n + 1}. ${c.subject} (notAfter ${new Date(c.notAfter).toISOString()})`),
     `  roots:`,

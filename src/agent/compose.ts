@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../common/clock.js';
 import { ConfigError, describeError } from '../common/errors.js';
-import type { Settings } from '../config.js';
+import type { Settings } from '../config/settings.js';
 import type { CertInfo } from '../pki/cert-info.js';
 import { keySpec, type GeneratedKey, type KeySpec } from '../pki/keys.js';
 import { parseExtraRoots } from '../pki/trust-roots.js';
@@ -14,10 +14,12 @@ import { CertDirWriter } from '../store/cert-dir-writer.js';
 import type { AgentMetrics } from '../telemetry/metrics.js';
 import type { AuthSpec } from '../vault/auth.js';
 import { createVaultCa, type VaultCa } from '../vault/vault-ca.js';
-import { CredentialError, readCredentialFile } from './credentials.js';
+import { CredentialError, readCredentialFile } from '../inputs/credential-file.js';
+import { watchMountedFile, type MountedFile } from '../inputs/mounted-file.js';
+import { BundleKeeper } from './bundle-keeper.js';
+import type { BundleSource } from './bundle-source.js';
 import type { FetchText } from './istiod-sync.js';
-import { watchMountedFile, type MountedFile } from './mounted-file.js';
-import { Renewer } from './renewer.js';
+import { pkiSignSource } from './sources/pki-sign-source.js';
 
 export interface Runtime {
   clock: Clock;
@@ -27,7 +29,7 @@ export interface Runtime {
 }
 
 export interface Agent {
-  renewer: Renewer;
+  keeper: BundleKeeper;
   vault: VaultCa;
   /** Stops watchers and revokes the Vault token (bounded). Never throws. */
   close(): Promise<void>;
@@ -85,9 +87,15 @@ export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics
   let auth: AuthSpec;
   switch (s.authMethod) {
     case 'kubernetes':
-    case 'jwt':
-      auth = { method: s.authMethod, mount: s.authMount, role: s.authRole!, readJwt: () => readCredentialFile(s.saTokenPath, 'SA_TOKEN_PATH', 'the service-account token') };
+    case 'jwt': {
+      const readJwt = () => readCredentialFile(s.saTokenPath, 'SA_TOKEN_PATH', 'the service-account token');
+      // Found now, not after the first call to Vault: a missing projected token is a mount problem.
+      await readJwt().catch((err: unknown) => {
+        throw new ConfigError([`SA_TOKEN_PATH: cannot read ${s.saTokenPath} (${err instanceof CredentialError ? (err.errno === 'EMPTY' ? 'empty' : err.errno) : describeError(err)}); check the projected service-account token volume`]);
+      });
+      auth = { method: s.authMethod, mount: s.authMount, role: s.authRole!, readJwt };
       break;
+    }
     case 'approle': {
       const f = await openInput(s.approleSecretIdFile!, 'APPROLE_SECRET_ID_FILE', opts.watch, log, () => undefined);
       inputs.push(f);
@@ -101,6 +109,7 @@ export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics
 
   const vault = createVaultCa({
     addr: s.vaultAddr!,
+    redirectOrigins: s.vaultRedirectOrigins,
     namespace: s.vaultNamespace,
     skipVerify: s.vaultSkipVerify,
     caCert,
@@ -114,29 +123,35 @@ export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics
     log: log.child({ module: 'vault' }),
   });
 
-  const renewer = new Renewer({
+  const source: BundleSource = pkiSignSource({
     vault,
+    clock: rt.clock,
+    log,
+    key: keySpec(s.keyType, s.keySize),
+    subject: { commonName: s.certCommonName, organization: s.certOrganization, locality: s.clusterName, dnsSans: s.certDnsSans },
+    certTtlMs: s.certTtlMs,
+    signPath: s.pkiSignPath,
+    extraRoots: () => extraRoots,
+    generate: rt.generate,
+  });
+
+  const keeper = new BundleKeeper({
+    source,
     writer: new CertDirWriter(s.certDir, rt.clock, s.minPublishIntervalMs),
     clock: rt.clock,
     random: rt.random,
     log,
     metrics,
     certDir: s.certDir,
-    key: keySpec(s.keyType, s.keySize),
-    subject: { commonName: s.certCommonName, organization: s.certOrganization, locality: s.clusterName, dnsSans: s.certDnsSans },
-    certTtlMs: s.certTtlMs,
     renewBeforeMs: s.renewBeforeMs,
-    signPath: s.pkiSignPath,
-    extraRoots: () => extraRoots,
-    generate: rt.generate,
   });
 
   late.vault = vault;
   return {
-    renewer,
+    keeper,
     vault,
     close: async () => {
-      await Promise.all([vault.close(), ...inputs.map((i) => i.close().catch(() => undefined))]);
+      await Promise.all([source.close(), ...inputs.map((i) => i.close().catch(() => undefined))]);
     },
   };
 }

@@ -1,8 +1,10 @@
 /**
  * The sidecar's loop: adopt the bundle on disk, sleep until it is due, renew, repeat; on failure keep
  * the current files and retry with backoff (never past the current certificate's expiry without a
- * try). A rotation request (SIGHUP, POST /rotate) wakes it at once. After each publish it checks in the
- * background that istiod loaded the new intermediate. All waiting goes through the injected Clock.
+ * try; within seconds when nothing valid is left). A rotation request (SIGHUP, POST /rotate) wakes it
+ * at once. A source that changes out of band (a bundle stored in Vault) is polled between renewals.
+ * After each publish it checks in the background that istiod loaded the new intermediate. All waiting
+ * goes through the injected Clock.
  */
 import type { Logger } from 'pino';
 import { isAbort } from '../common/abort.js';
@@ -10,11 +12,14 @@ import { sleepUntil, type Clock } from '../common/clock.js';
 import type { AgentError } from '../common/errors.js';
 import type { AgentMetrics } from '../telemetry/metrics.js';
 import { retryDelay } from './backoff.js';
+import { BundleRefusedError, type BundleKeeper, type RenewTrigger } from './bundle-keeper.js';
 import { waitForIstiod, type FetchText } from './istiod-sync.js';
-import type { Renewer, RenewTrigger } from './renewer.js';
+
+/** A poll interval is jittered by up to this share, earlier only. */
+const POLL_JITTER_SHARE = 0.1;
 
 export interface LoopDeps {
-  renewer: Renewer;
+  keeper: BundleKeeper;
   clock: Clock;
   random: () => number;
   log: Logger;
@@ -41,61 +46,116 @@ export class RenewalLoop {
     this.wake.abort();
   }
 
+  /** Adopts the bundle on disk, if valid (what `sidecar` starts with). */
+  async adopt(): Promise<void> {
+    const { keeper, log } = this.d;
+    this.adopted = true;
+    const state = await keeper.inspect();
+    if (state.kind === 'valid') {
+      log.info({ serial: state.bundle.intermediate.serial, due: state.due, renewAt: new Date(keeper.renewAt!).toISOString() }, 'adopted the bundle on disk');
+    } else {
+      log.warn({ state: state.kind, ...(state.kind === 'invalid' ? { problem: state.problem } : {}) }, 'no valid bundle on disk; issuing one');
+    }
+  }
+
   /** Runs until `signal` aborts. Resolves (never rejects) after shutdown. */
   async run(signal: AbortSignal): Promise<void> {
-    const { renewer, clock, log } = this.d;
-    if (!renewer.current) {
-      const state = await renewer.inspect();
-      if (state.kind === 'valid') {
-        log.info({ serial: state.bundle.intermediate.serial, due: state.due, renewAt: new Date(renewer.renewAt!).toISOString() }, 'adopted the bundle on disk');
-      } else {
-        log.warn({ state: state.kind, ...(state.kind === 'invalid' ? { problem: state.problem } : {}) }, 'no valid bundle on disk; issuing one');
-      }
-    }
+    const { keeper, clock, log } = this.d;
+    if (!keeper.current && !this.adopted) await this.adopt();
     // Whatever istiod started with (adopted here, or just issued by `run`'s first phase) is checked too.
-    if (renewer.current) this.startSync(renewer.current.intermediate.serial, renewer.current.intermediate.notAfter, signal);
+    if (keeper.current) this.startSync(keeper.current.intermediate.serial, keeper.current.intermediate.notAfter, signal);
     let attempt = 0;
+    this.schedulePoll();
     while (!signal.aborted) {
       const seen = this.requests;
-      const tidyAt = renewer.tidyAt ?? Infinity;
+      const tidyAt = keeper.tidyAt ?? Infinity;
       if (clock.now() >= tidyAt) {
-        await renewer.tidy();
+        await keeper.tidy();
         continue;
       }
       const trigger = this.trigger();
       if (trigger === undefined) {
-        await this.sleep(Math.min(renewer.renewAt!, tidyAt), signal, seen);
+        const now = clock.now();
+        const next = this.notBefore !== undefined && this.notBefore > now ? this.notBefore : keeper.renewAt!;
+        await this.sleep(Math.min(next, this.pollAt ?? Infinity, tidyAt), signal, seen);
+        if (this.pollAt !== undefined && clock.now() >= this.pollAt && !signal.aborted) await this.poll(signal);
         continue;
       }
       // A request arriving during this issuance asks for another one after it.
       this.rotationPending = false;
-      const previousNotAfter = renewer.current?.intermediate.notAfter;
+      const previousNotAfter = keeper.current?.intermediate.notAfter;
       try {
-        const bundle = await renewer.renew(trigger, signal);
+        const bundle = await keeper.renew(trigger, signal);
         attempt = 0;
-        this.startSync(bundle.intermediate.serial, bundle.intermediate.notAfter, signal, previousNotAfter);
+        this.notBefore = undefined;
+        if (bundle === 'unchanged') {
+          // The source renews out of band and has nothing newer: ask again at the next poll.
+          this.notBefore = clock.now() + (keeper.source.pollIntervalMs ?? 60_000);
+        } else {
+          this.startSync(bundle.intermediate.serial, bundle.intermediate.notAfter, signal, previousNotAfter);
+        }
+        this.schedulePoll();
       } catch (err) {
         if (signal.aborted) break;
         // A rotation that failed is still owed: retried with backoff like a due renewal.
         if (trigger === 'rotate') this.rotationPending = true;
         const e = err as AgentError;
-        const delay = retryDelay({ attempt, random: this.d.random(), retryable: e.retryable, now: clock.now(), currentNotAfter: renewer.current?.intermediate.notAfter });
+        let delay = retryDelay({ attempt, random: this.d.random(), retryable: e.retryable, now: clock.now(), currentNotAfter: keeper.current?.intermediate.notAfter });
+        // A refused bundle says when asking again can give a better one.
+        if (e instanceof BundleRefusedError && e.retryAt !== undefined) delay = Math.max(delay, e.retryAt - clock.now());
         attempt++;
-        log.warn({ reason: e.reason, attempt, retryInMs: delay, keeping: renewer.current?.intermediate.serial }, 'keeping the current bundle; will retry');
-        await this.sleep(Math.min(clock.now() + delay, renewer.tidyAt ?? Infinity), signal, seen);
+        this.notBefore = clock.now() + delay;
+        const fields = { reason: e.reason, attempt, retryInMs: Math.round(delay), keeping: keeper.current?.intermediate.serial };
+        // Retryable: routine until it lasts. Not retryable: a person must act (policy, role, root, TTLs).
+        if (e.retryable) log.warn(fields, 'keeping the current bundle; will retry');
+        else log.error(fields, 'keeping the current bundle; this needs a change in Vault or the settings (see the issuance failure above); will retry');
+        await this.sleep(Math.min(this.notBefore, keeper.tidyAt ?? Infinity), signal, seen);
       }
     }
     this.sync?.abort();
     await this.syncDone;
   }
 
+  /** No attempt before this (a failed one's retry time); a rotation request overrides it. */
+  private notBefore: number | undefined;
+  /** When to ask a source that changes out of band whether it holds something new. */
+  private pollAt: number | undefined;
+  private sourceChanged = false;
+  private adopted = false;
+
   private trigger(): RenewTrigger | undefined {
-    const r = this.d.renewer;
+    const r = this.d.keeper;
     if (this.rotationPending) return 'rotate';
+    if (this.notBefore !== undefined && this.d.clock.now() < this.notBefore) return undefined;
     if (!r.current) return 'missing';
     if (!r.isReady()) return 'invalid';
+    if (this.sourceChanged) return 'changed';
     if (this.d.clock.now() >= r.renewAt!) return 'due';
     return undefined;
+  }
+
+  private schedulePoll(): void {
+    const source = this.d.keeper.source;
+    this.sourceChanged = false;
+    if (!source.changed || !source.pollIntervalMs) return;
+    this.pollAt = this.d.clock.now() + source.pollIntervalMs * (1 - POLL_JITTER_SHARE * this.d.random());
+  }
+
+  /** Asks the source whether it holds something new; a failure is logged and polled again later. */
+  private async poll(signal: AbortSignal): Promise<void> {
+    const { keeper, log } = this.d;
+    try {
+      const changed = await keeper.source.changed!(keeper.current, signal);
+      this.schedulePoll();
+      if (changed) {
+        log.info({ source: keeper.source.name }, 'the bundle source changed');
+        this.sourceChanged = true;
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      this.schedulePoll();
+      log.warn({ err, source: keeper.source.name }, 'could not check the bundle source for changes; will check again');
+    }
   }
 
   /**
@@ -121,7 +181,7 @@ export class RenewalLoop {
     if (!istiod) return;
     if (previousNotAfter !== undefined && Math.abs(previousNotAfter - notAfter) < 1000) {
       this.sync?.abort();
-      this.d.metrics.setInSync(undefined);
+      this.d.metrics.recordIstiodSync(undefined);
       this.d.log.info({ serial }, 'cannot tell whether istiod loaded the new intermediate: it expires at the same second as the previous one');
       return;
     }
@@ -129,27 +189,27 @@ export class RenewalLoop {
     const ctl = new AbortController();
     this.sync = ctl;
     const both = AbortSignal.any([signal, ctl.signal]);
-    const { clock, log, metrics, renewer } = this.d;
+    const { clock, log, metrics, keeper } = this.d;
     const check = () => waitForIstiod({ url: istiod.url, notAfterMs: notAfter, timeoutMs: istiod.timeoutMs, clock, fetchText: istiod.fetchText, signal: both });
     this.syncDone = (async () => {
       let res = await check();
-      if (res.state === 'out_of_sync' && renewer.current?.intermediate.serial === serial) {
+      if (res.state === 'out_of_sync' && keeper.current?.intermediate.serial === serial) {
         log.warn({ serial, istiodReports: res.seen }, 'istiod does not report the new intermediate yet; re-publishing once');
-        await renewer.republish(serial, both);
+        await keeper.republish(serial, both);
         res = await check();
       }
       if (both.aborted) return;
       if (res.state === 'in_sync') {
-        metrics.setInSync(true);
+        metrics.recordIstiodSync(true);
         log.info({ serial }, 'istiod loaded the new intermediate');
       } else if (res.state === 'out_of_sync') {
-        metrics.setInSync(false);
+        metrics.recordIstiodSync(false);
         log.error(
           { serial, expectedNotAfter: Math.floor(notAfter / 1000), istiodReports: res.seen },
           'istiod still serves another intermediate: it rejected the reload (see its log: a root-cert.pem change without ISTIO_MULTIROOT_MESH, or ROOT_CA_DIR not this dir) or was started before the bundle existed',
         );
       } else {
-        metrics.setInSync(undefined);
+        metrics.recordIstiodSync(undefined);
         log.info({ url: istiod.url, why: res.why ?? 'no citadel_server_cert_chain_expiry_timestamp: metrics off or unreachable' }, 'cannot tell whether istiod loaded the new intermediate');
       }
     })().catch((err) => {

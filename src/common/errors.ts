@@ -16,6 +16,7 @@ export const FAILURE_REASONS = [
   'verification_failed',
   'write_failed',
   'root_changed',
+  'lifetime_too_short',
   'credentials_unreadable',
   'input_invalid',
   'internal',
@@ -43,12 +44,11 @@ export class AgentError extends Error {
   }
 }
 
-/** A setting is missing or malformed. The CLI prints `message` as one line and exits 2. */
-export class ConfigError extends Error {
+/** A setting is missing or malformed. The CLI prints each problem as one line and exits 2. */
+export class ConfigError extends AgentError {
   readonly problems: readonly string[];
   constructor(problems: readonly string[]) {
-    super(problems.join('\n'));
-    this.name = 'ConfigError';
+    super(problems.join('\n'), { code: 'CONFIG', reason: 'input_invalid', retryable: false });
     this.problems = problems;
   }
 }

@@ -79,15 +79,17 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   const home = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-bao-'));
   const certDir = path.join(home, 'tls');
   if (opts.tls) await fs.mkdir(certDir, { mode: 0o700 });
-  const args = ['server', '-dev', `-dev-root-token-id=${rootToken}`, `-dev-listen-address=127.0.0.1:${port}`, '-dev-no-store-token'];
+  const args = ['server', '-dev', `-dev-listen-address=127.0.0.1:${port}`, '-dev-no-store-token'];
   if (opts.tls) args.push('-dev-tls', `-dev-tls-cert-dir=${certDir}`);
+  // The root token goes in the environment, not argv: a command line is visible to every user (ps).
   const child = spawn(opts.bin, args, {
-    env: { HOME: home, PATH: opts.pathEnv ?? '/usr/local/bin:/usr/bin:/bin' },
+    env: { HOME: home, PATH: opts.pathEnv ?? '/usr/local/bin:/usr/bin:/bin', BAO_DEV_ROOT_TOKEN_ID: rootToken, VAULT_DEV_ROOT_TOKEN_ID: rootToken },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
+  // The server prints its root token in its banner; what is kept for error messages never holds it.
   const keep = (d: Buffer) => {
-    output = (output + d.toString()).slice(-4000);
+    output = (output + d.toString().replaceAll(rootToken, '[root token]')).slice(-4000);
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);

@@ -6,7 +6,7 @@
  * nothing to `istiod-<rev>`. Pure: objects in, lines out.
  */
 import path from 'node:path';
-import { SETTINGS } from '../config.js';
+import { SETTINGS } from '../config/settings.js';
 import type { KubeObject } from './manifest-input.js';
 
 /** The projected-token audience a Vault kubernetes/jwt role created by setup.sh expects. */

@@ -235,6 +235,18 @@ export class CertDirWriter {
     }
   }
 
+  /**
+   * Checks that CERT_DIR can take a publish before anything is asked of Vault. Throws StoreError.
+   * (Interim: the dedicated preflight lands with the symlink-safety work on the store.)
+   */
+  async checkWritable(): Promise<void> {
+    try {
+      await fs.access(this.certDir, fsc.W_OK);
+    } catch (err) {
+      throw this.error('while checking that CERT_DIR is writable', err);
+    }
+  }
+
   private error(doing: string, err: unknown): StoreError {
     const errno = errnoOf(err);
     const advice = (errno && ADVICE[errno]) ?? 'check CERT_DIR';

@@ -36,9 +36,22 @@ export function serializeError(err: unknown): Record<string, unknown> {
 
 export interface LoggerOptions {
   level: string;
+  /** `json` (default): one object per line. `pretty`: one readable line per event, for a terminal. */
+  format?: 'json' | 'pretty';
   /** Where lines go; stdout (synchronously, so no line is lost at exit) when omitted. */
   destination?: DestinationStream;
   base?: Record<string, unknown>;
+}
+
+/** pino-pretty as a synchronous stream (no worker thread), loaded only when asked for. */
+async function prettyStream(): Promise<DestinationStream> {
+  const { default: pretty } = await import('pino-pretty');
+  return pretty({ sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname,component,mode' });
+}
+
+/** A logger for the CLI: JSON lines, or pretty ones for a person at a terminal. */
+export async function createCliLogger(opts: Omit<LoggerOptions, 'destination'>): Promise<Logger> {
+  return createLogger({ ...opts, destination: opts.format === 'pretty' ? await prettyStream() : undefined });
 }
 
 export function createLogger(opts: LoggerOptions): Logger {

@@ -9,19 +9,31 @@ import { FAILURE_REASONS, type FailureReason } from '../common/errors.js';
 
 export const METRIC_PREFIX = 'istiod_vault_agent_';
 
+/** What a bundle looks like to the metrics: the expiries istiod lives with, and the next renewal. */
+export interface BundleFacts {
+  intermediateNotAfter: number;
+  rootNotAfter: number;
+  /** When the next renewal is due (epoch ms); undefined when the source renews out of band. */
+  renewAt: number | undefined;
+}
+
+/**
+ * The agent's metrics, set through what happened (an issuance, a failure, an adoption) rather than
+ * through individual gauges, so every caller keeps them consistent. The gauges themselves are private.
+ */
 export class AgentMetrics {
   readonly registry = new Registry();
-  readonly certExpiration: Gauge<'cert'>;
-  readonly renewalTime: Gauge;
-  readonly issuances: Counter<'result' | 'reason'>;
-  readonly vaultRequestDuration: Histogram<'operation' | 'code'>;
-  readonly lastSuccess: Gauge;
-  readonly ready: Gauge;
-  readonly buildInfo: Gauge<'version'>;
-  readonly requestedTtl: Gauge;
-  readonly grantedTtl: Gauge;
-  readonly istiodInSync: Gauge;
-  readonly tokenExpiration: Gauge;
+  private readonly certExpiration: Gauge<'cert'>;
+  private readonly renewalTime: Gauge;
+  private readonly issuances: Counter<'result' | 'reason'>;
+  private readonly vaultRequestDuration: Histogram<'operation' | 'code'>;
+  private readonly lastSuccess: Gauge;
+  private readonly ready: Gauge;
+  private readonly buildInfo: Gauge<'version'>;
+  private readonly requestedTtl: Gauge;
+  private readonly grantedTtl: Gauge;
+  private readonly istiodInSync: Gauge;
+  private readonly tokenExpiration: Gauge;
 
   private readyProbe: () => boolean = () => false;
 
@@ -38,7 +50,7 @@ export class AgentMetrics {
     this.issuances = new Counter({ name: `${p}issuances_total`, help: 'Issuance attempts by result (success, failure) and failure reason', labelNames: ['result', 'reason'], registers: r });
     this.vaultRequestDuration = new Histogram({
       name: `${p}vault_request_duration_seconds`,
-      help: 'Latency of Vault requests by operation (login, sign, read_issuer, token_*) and HTTP status or network error',
+      help: 'Latency of Vault requests by operation (login, sign, read_issuer, read, token_*) and HTTP status or network error',
       labelNames: ['operation', 'code'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: r,
@@ -75,25 +87,43 @@ export class AgentMetrics {
     this.vaultRequestDuration.observe({ operation, code }, seconds);
   };
 
+  /** A new bundle was published: it is what istiod uses from now on. */
+  recordIssued(o: { at: number; bundle: BundleFacts; grantedMs: number; requestedTtlMs: number | undefined; tokenExpiresAt: number | undefined }): void {
+    this.issuances.inc({ result: 'success', reason: 'none' });
+    this.lastSuccess.set(o.at / 1000);
+    this.describe(o.bundle);
+    this.grantedTtl.set(o.grantedMs / 1000);
+    if (o.requestedTtlMs !== undefined) this.requestedTtl.set(o.requestedTtlMs / 1000);
+    if (o.tokenExpiresAt !== undefined) this.tokenExpiration.set(o.tokenExpiresAt / 1000);
+  }
+
+  /** A valid bundle found on disk was adopted (nothing was issued). */
+  recordAdopted(o: { at: number; bundle: BundleFacts; lifetimeMs: number }): void {
+    this.lastSuccess.set(o.at / 1000);
+    this.describe(o.bundle);
+    this.grantedTtl.set(o.lifetimeMs / 1000);
+  }
+
+  /** The renewal time moved without a new bundle (a refusal pushed it, a hold). */
+  recordRenewalAt(renewAt: number | undefined): void {
+    if (renewAt === undefined) this.renewalTime.remove();
+    else this.renewalTime.set(renewAt / 1000);
+  }
+
+  /** An attempt failed; nothing was published. */
   recordFailure(reason: FailureReason): void {
     this.issuances.inc({ result: 'failure', reason });
   }
 
-  recordSuccess(nowMs: number): void {
-    this.issuances.inc({ result: 'success', reason: 'none' });
-    this.lastSuccess.set(nowMs / 1000);
-  }
-
-  /** Describes the bundle istiod now uses. */
-  setBundle(b: { intermediateNotAfter: number; rootNotAfter: number; renewAt: number; grantedMs?: number }): void {
-    this.certExpiration.set({ cert: 'intermediate' }, b.intermediateNotAfter / 1000);
-    this.certExpiration.set({ cert: 'root' }, b.rootNotAfter / 1000);
-    this.renewalTime.set(b.renewAt / 1000);
-    if (b.grantedMs !== undefined) this.grantedTtl.set(b.grantedMs / 1000);
-  }
-
-  setInSync(state: boolean | undefined): void {
+  /** Whether istiod reports the published intermediate; undefined when it cannot be told. */
+  recordIstiodSync(state: boolean | undefined): void {
     if (state === undefined) this.istiodInSync.remove();
     else this.istiodInSync.set(state ? 1 : 0);
+  }
+
+  private describe(b: BundleFacts): void {
+    this.certExpiration.set({ cert: 'intermediate' }, b.intermediateNotAfter / 1000);
+    this.certExpiration.set({ cert: 'root' }, b.rootNotAfter / 1000);
+    this.recordRenewalAt(b.renewAt);
   }
 }

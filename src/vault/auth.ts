@@ -81,6 +81,7 @@ export async function login(
         doing: 'looking up VAULT_TOKEN',
         deniedHint: deniedHint(spec),
         token: spec.token,
+        signal,
       }),
     );
     if (!res.success) {
@@ -103,6 +104,8 @@ export async function login(
         body: await body(spec),
         doing: `logging in with ${spec.method} auth${'role' in spec ? ` as role "${spec.role}"` : ''}`,
         deniedHint: deniedHint(spec),
+        notFoundHint: `no auth method is mounted at auth/${spec.mount}: check AUTH_MOUNT`,
+        signal,
       });
       const res = loginResponse.safeParse(raw);
       if (!res.success) {

@@ -1,5 +1,5 @@
 /**
- * Maps whatever node-vault/axios threw into a VaultRequestError that carries only safe facts: the
+ * Maps whatever node-vault or the HTTP layer threw into a VaultRequestError that carries only safe facts: the
  * operation, the Vault path, the HTTP status, Vault's own `errors` text and a network error code.
  * The original object is dropped on purpose (its `config.headers` holds X-Vault-Token and its
  * `config.data` the login JWT), so nothing secret can reach a log line through `cause`.
@@ -9,13 +9,27 @@ import { AgentError, type FailureReason } from '../common/errors.js';
 /** What a Vault call was doing, for messages ("while <doing> at <path>") and metrics (`operation`). */
 export interface VaultCallContext {
   /** Bounded label for vault_request_duration_seconds{operation}. */
-  operation: 'login' | 'sign' | 'read_issuer' | 'token_lookup' | 'token_renew' | 'token_revoke';
+  operation: 'login' | 'sign' | 'read_issuer' | 'read' | 'health' | 'token_lookup' | 'token_renew' | 'token_revoke';
   /** Path under /v1/, e.g. `pki/root/sign-intermediate`. */
   path: string;
   /** Human phrase, e.g. "signing the intermediate CSR". */
   doing: string;
   /** Extra advice appended when Vault answers 403. */
   deniedHint?: string;
+  /** Extra advice appended when Vault answers 404 (which setting names this path). */
+  notFoundHint?: string;
+}
+
+/** Where a request went: VAULT_ADDR, or a redirect target it was sent on to. Never carries credentials. */
+export interface RequestTarget {
+  /** Origin only (scheme://host:port): no user info, no path. */
+  origin: string;
+  redirected: boolean;
+}
+
+function describeTarget(t: RequestTarget | undefined): string {
+  if (!t) return 'VAULT_ADDR';
+  return t.redirected ? `${t.origin} (a redirect target Vault sent the request to)` : `VAULT_ADDR (${t.origin})`;
 }
 
 export class VaultRequestError extends AgentError {
@@ -57,18 +71,20 @@ const TLS_CODES = new Set([
   'CERT_UNTRUSTED',
   'CERT_SIGNATURE_FAILURE',
   'EPROTO',
-  'ERR_SSL_WRONG_VERSION_NUMBER',
 ]);
 
-const NETWORK_ADVICE: Record<string, string> = {
-  ECONNREFUSED: 'nothing listens at VAULT_ADDR; check the address, port and that Vault is running',
-  ENOTFOUND: 'the host name in VAULT_ADDR does not resolve; check VAULT_ADDR and cluster DNS',
-  EAI_AGAIN: 'DNS lookup of the VAULT_ADDR host failed temporarily',
-  ECONNRESET: 'the connection was reset; check network policies and load balancers between the pod and Vault',
-  ETIMEDOUT: 'no answer in time; check network policies and that Vault is up',
-  EHOSTUNREACH: 'host unreachable; check network policies and routes to Vault',
-  ENETUNREACH: 'network unreachable; check network policies and routes to Vault',
+const NETWORK_ADVICE: Record<string, (where: string) => string> = {
+  ECONNREFUSED: (w) => `nothing listens at ${w}; check the address, port and that Vault is running`,
+  ENOTFOUND: (w) => `the host name of ${w} does not resolve; check VAULT_ADDR and cluster DNS`,
+  EAI_AGAIN: (w) => `DNS lookup of ${w} failed temporarily`,
+  ECONNRESET: (w) => `the connection to ${w} was reset; check network policies and load balancers between the pod and Vault`,
+  ETIMEDOUT: (w) => `no answer in time from ${w}; check network policies and that Vault is up`,
+  EHOSTUNREACH: (w) => `${w} is unreachable; check network policies and routes to Vault`,
+  ENETUNREACH: (w) => `network unreachable towards ${w}; check network policies and routes to Vault`,
 };
+
+/** OpenSSL's way of saying the peer answered a TLS hello with something else (plain HTTP). */
+const NOT_TLS = /wrong version number|ERR_SSL_WRONG_VERSION_NUMBER|packet length too long|http request/i;
 
 /** Vault's `{"errors": [...]}` texts, trimmed and bounded so a hostile body cannot flood the logs. */
 function vaultErrorTexts(body: unknown): string[] {
@@ -100,15 +116,32 @@ function statusOutcome(status: number): { reason: FailureReason; retryable: bool
   return { reason: 'vault_error', retryable: false, code: 'VAULT_BAD_REQUEST', advice: 'Vault rejected the request; check the settings that shape it' };
 }
 
-export function vaultTimeoutError(ctx: VaultCallContext, timeoutMs: number): VaultRequestError {
+export function vaultTimeoutError(ctx: VaultCallContext, timeoutMs: number, target?: RequestTarget): VaultRequestError {
   return new VaultRequestError(
-    `while ${ctx.doing} at ${ctx.path}: no answer within ${timeoutMs} ms (VAULT_CLIENT_TIMEOUT; check that Vault is up and reachable)`,
+    `while ${ctx.doing} at ${ctx.path}: no answer from ${describeTarget(target)} within ${timeoutMs} ms (VAULT_CLIENT_TIMEOUT; check that Vault is up and reachable)`,
     { ctx, networkCode: 'ETIMEDOUT', reason: 'vault_unreachable', retryable: true, code: 'VAULT_TIMEOUT' },
   );
 }
 
-/** Converts anything thrown by node-vault/axios into a VaultRequestError. Idempotent. */
-export function toVaultRequestError(err: unknown, ctx: VaultCallContext, timeoutMs: number): VaultRequestError {
+/** The response body was over the cap: a broken proxy or a hostile server, never a real bundle. */
+export function responseTooLargeError(ctx: VaultCallContext, maxBytes: number, target: RequestTarget): VaultRequestError {
+  return new VaultRequestError(
+    `while ${ctx.doing} at ${ctx.path}: the answer from ${describeTarget(target)} is larger than ${Math.round(maxBytes / 1024)} KiB (a signed intermediate and its chain are a few KiB); a proxy or another server may be answering; it will be retried`,
+    { ctx, networkCode: 'ERESPONSETOOLARGE', reason: 'invalid_response', retryable: true, code: 'VAULT_RESPONSE_TOO_LARGE' },
+  );
+}
+
+/** Vault (or something answering as Vault) redirected somewhere the agent does not send credentials. */
+export function redirectRefusedError(ctx: VaultCallContext, status: number, location: string | undefined, why: string, target: RequestTarget): VaultRequestError {
+  const loc = location === undefined ? '' : ` to ${location.length > 200 ? `${location.slice(0, 200)}...` : location}`;
+  return new VaultRequestError(
+    `while ${ctx.doing} at ${ctx.path}: ${describeTarget(target)} redirected (HTTP ${status})${loc}; not followed: ${why} (the token, login credentials and the CSR go only to VAULT_ADDR and VAULT_REDIRECT_ORIGINS)`,
+    { ctx, status, networkCode: 'redirect', reason: 'vault_error', retryable: false, code: 'VAULT_REDIRECT_REFUSED' },
+  );
+}
+
+/** Converts anything thrown by node-vault or the HTTP layer into a VaultRequestError. Idempotent. */
+export function toVaultRequestError(err: unknown, ctx: VaultCallContext, timeoutMs: number, target?: RequestTarget): VaultRequestError {
   if (err instanceof VaultRequestError) return err;
   const e = err as { response?: { statusCode?: unknown; body?: unknown }; code?: unknown; message?: unknown } | null;
   const status = typeof e?.response?.statusCode === 'number' ? e.response.statusCode : undefined;
@@ -119,7 +152,9 @@ export function toVaultRequestError(err: unknown, ctx: VaultCallContext, timeout
       ? 'check VAULT_NAMESPACE'
       : o.reason === 'vault_denied'
         ? (ctx.deniedHint ?? 'check the Vault policy attached to the role')
-        : o.advice;
+        : status === 404 && ctx.notFoundHint
+          ? ctx.notFoundHint
+          : o.advice;
     const said = texts.length ? texts.join('; ') : 'no error text';
     return new VaultRequestError(`while ${ctx.doing} at ${ctx.path}: HTTP ${status}: ${said} (${advice})`, {
       ctx,
@@ -132,14 +167,21 @@ export function toVaultRequestError(err: unknown, ctx: VaultCallContext, timeout
     });
   }
   const code = typeof e?.code === 'string' ? e.code : 'UNKNOWN';
-  if (code === 'ECONNABORTED' || code === 'ETIMEDOUT' || code === 'ERR_CANCELED') return vaultTimeoutError(ctx, timeoutMs);
+  const where = describeTarget(target);
+  if (code === 'ECONNABORTED' || code === 'ETIMEDOUT' || code === 'ERR_CANCELED') return vaultTimeoutError(ctx, timeoutMs, target);
+  if (NOT_TLS.test(`${code} ${String(e?.message ?? '')}`)) {
+    return new VaultRequestError(
+      `while ${ctx.doing} at ${ctx.path}: ${where} does not speak TLS (${code}): the address says https:// but the server answered in plain HTTP; use http:// or the TLS port`,
+      { ctx, networkCode: code, reason: 'vault_unreachable', retryable: false, code: 'VAULT_NOT_TLS' },
+    );
+  }
   if (TLS_CODES.has(code) || /certificate|self[- ]signed|SSL|TLS/i.test(String(e?.message ?? ''))) {
     return new VaultRequestError(
-      `while ${ctx.doing} at ${ctx.path}: TLS verification of Vault failed (${code}) (set VAULT_CACERT to the CA that signed Vault's certificate, and check that VAULT_ADDR's host name is in that certificate)`,
+      `while ${ctx.doing} at ${ctx.path}: TLS verification of ${where} failed (${code}) (set VAULT_CACERT to the CA that signed Vault's certificate, and check that VAULT_ADDR's host name is in that certificate)`,
       { ctx, networkCode: code, reason: 'vault_unreachable', retryable: false, code: 'VAULT_TLS' },
     );
   }
-  const advice = NETWORK_ADVICE[code] ?? 'check VAULT_ADDR and the network path to Vault';
+  const advice = NETWORK_ADVICE[code]?.(where) ?? `check ${where} and the network path to Vault`;
   // The message of a plain network error holds only the address and errno, never headers: keep its first line.
   const detail = typeof e?.message === 'string' ? e.message.split('\n')[0]!.slice(0, 200) : code;
   return new VaultRequestError(`while ${ctx.doing} at ${ctx.path}: ${detail} (${advice})`, {

@@ -72,6 +72,7 @@ export async function signIntermediate(
   path: string,
   params: SignIntermediateParams,
   token: string,
+  signal?: AbortSignal,
 ): Promise<SignIntermediateResult> {
   const doing = 'signing the intermediate CSR';
   const raw = await transport.request({
@@ -80,8 +81,10 @@ export async function signIntermediate(
     path,
     body: params,
     token,
+    signal,
     doing,
     deniedHint: `the token's policy must grant "update" on ${path}; check the policy attached to the auth role, and PKI_SIGN_PATH`,
+    notFoundHint: `check PKI_SIGN_PATH: "${path}" is not a signing endpoint of a PKI mount`,
   });
   const res = signResponse.safeParse(raw);
   if (!res.success) throw invalid(doing, path, firstIssue(res.error));
@@ -95,11 +98,24 @@ export async function signIntermediate(
   };
 }
 
-/** Reads the signing issuer's certificate and chain (unauthenticated in Vault and OpenBao). */
-export async function readIssuer(transport: VaultTransport, mount: string, issuerRef: string): Promise<IssuerInfo> {
+/**
+ * Reads the signing issuer's certificate and chain. Vault serves it without a token, but the token is
+ * sent anyway: for a mount that does not exist Vault answers an anonymous request with a bare 403,
+ * while an authenticated one gets the ACL's verdict or a 404 that can name the wrong setting.
+ */
+export async function readIssuer(transport: VaultTransport, mount: string, issuerRef: string, token: string, signal?: AbortSignal): Promise<IssuerInfo> {
   const path = `${mount}/issuer/${issuerRef}/json`;
   const doing = "reading the signing issuer's certificate";
-  const raw = await transport.request({ operation: 'read_issuer', method: 'GET', path, doing });
+  const raw = await transport.request({
+    operation: 'read_issuer',
+    method: 'GET',
+    path,
+    doing,
+    token,
+    signal,
+    deniedHint: `Vault answers 403 for a PKI mount that does not exist: check that "${mount}" in PKI_SIGN_PATH is the PKI mount, and the policy attached to the auth role`,
+    notFoundHint: `no issuer "${issuerRef}" at mount "${mount}": check PKI_SIGN_PATH (vault list ${mount}/issuers)`,
+  });
   const res = issuerResponse.safeParse(raw);
   if (!res.success) throw invalid(doing, path, firstIssue(res.error));
   return { certificate: res.data.data.certificate, caChain: res.data.data.ca_chain ?? [] };

@@ -34,6 +34,12 @@ export class TokenSession {
     private readonly log: TokenSessionLogger,
   ) {}
 
+  /** Makes sure a token is held (a login, or a lookup for AUTH_METHOD=token) and says what Vault said of it. */
+  async describe(signal?: AbortSignal): Promise<{ expiresAt: number | undefined; renewable: boolean }> {
+    const l = await this.current(signal);
+    return { expiresAt: l.ttlSeconds > 0 ? l.obtainedAt + l.ttlSeconds * 1000 : undefined, renewable: l.renewable };
+  }
+
   /** Epoch ms when the current token expires; undefined when there is none or it never expires. */
   expiresAt(): number | undefined {
     const l = this.lease;

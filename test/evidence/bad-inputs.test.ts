@@ -21,7 +21,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SETTINGS } from '../../src/config.js';
+import { SETTINGS } from '../../src/config/settings.js';
 import { freePort } from '../../src/dev/dev-server.js';
 import { x509 } from '../../src/pki/x509.js';
 import { cleanEnv, runAgent, type AgentRun } from '../helpers/agent-process.js';

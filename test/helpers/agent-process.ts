@@ -5,7 +5,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 
-export const BUNDLE = path.resolve('dist/istiod-vault-agent.mjs');
+/** The built bundle; IVA_TEST_BUNDLE points the suite at another build (e.g. to show a test fails on an older one). */
+export const BUNDLE = path.resolve(process.env.IVA_TEST_BUNDLE ?? 'dist/istiod-vault-agent.mjs');
 
 export interface LogLine {
   level: string;
@@ -31,8 +32,23 @@ export function cleanEnv(extra: Record<string, string | undefined>): Record<stri
   return env;
 }
 
-export function startAgent(args: string[], env: Record<string, string>): AgentRun {
-  const child = spawn(process.execPath, [BUNDLE, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Node options before the bundle, e.g. `['-r', PEAK_RSS_PRELOAD]`. */
+export interface StartOptions {
+  nodeArgs?: string[];
+}
+
+/** Preload that prints `PEAK_RSS_KIB=<n>` on stderr when the agent exits (see peakRssKib()). */
+export const PEAK_RSS_PRELOAD = path.resolve('test/helpers/peak-rss.cjs');
+
+/** The agent's peak RSS in KiB, from a run started with PEAK_RSS_PRELOAD. */
+export function peakRssKib(run: { stderr: string }): number {
+  const m = /PEAK_RSS_KIB=(\d+)/.exec(run.stderr);
+  if (!m) throw new Error(`no PEAK_RSS_KIB line in stderr: ${run.stderr.slice(-500)}`);
+  return Number(m[1]);
+}
+
+export function startAgent(args: string[], env: Record<string, string>, opts: StartOptions = {}): AgentRun {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), BUNDLE, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void; from: number }[] = [];
   const run: AgentRun = {
     child,
@@ -89,8 +105,8 @@ export function startAgent(args: string[], env: Record<string, string>): AgentRu
 }
 
 /** Runs to completion. */
-export async function runAgent(args: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<AgentRun & { code: number | null }> {
-  const run = startAgent(args, env);
+export async function runAgent(args: string[], env: Record<string, string>, timeoutMs = 60_000, opts: StartOptions = {}): Promise<AgentRun & { code: number | null }> {
+  const run = startAgent(args, env, opts);
   const t = setTimeout(() => run.kill('SIGKILL'), timeoutMs);
   const { code } = await run.exit;
   clearTimeout(t);

@@ -19,6 +19,8 @@ export class FakeVaultCa implements VaultCa {
   /** When set, sign waits for this promise first (to hold a request in flight). */
   gate: Promise<void> | undefined;
   lifetimeMs: number | undefined;
+  /** CSR of the latest sign call (a queued behaviour can sign it itself, e.g. to add warnings). */
+  lastCsr: string | undefined;
 
   constructor(public root: TestCa, private now: () => number) {}
 
@@ -29,6 +31,7 @@ export class FakeVaultCa implements VaultCa {
 
   async signIntermediate(params: { csr: string; common_name: string; ttl: string }): Promise<SignIntermediateResult> {
     const n = ++this.signCalls;
+    this.lastCsr = params.csr;
     if (this.gate) await this.gate;
     const b = this.queue.shift() ?? this.otherwise;
     const r = typeof b === 'function' ? await b(n) : b;
@@ -61,6 +64,9 @@ export class FakeVaultCa implements VaultCa {
 
   tokenExpiresAt() {
     return undefined;
+  }
+  async describeToken() {
+    return { expiresAt: undefined, renewable: false };
   }
   setCaCert() {}
   async close() {

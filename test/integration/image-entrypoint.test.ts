@@ -312,6 +312,7 @@ describe.skipIf(!bao.available)('the bundle run as the ENTRYPOINT runs it', () =
       const podEnv = containerEnv(init, { 'istiod-vault-agent': cm.data }, { namespace: 'mesh-cp', serviceAccountName: 'istiod-canary' });
       expect(podEnv.CERT_DNS_SANS).toBe('istiod-canary.mesh-cp.svc');
       const certDir = path.join(root, 'etc-cacerts');
+      await fs.mkdir(certDir);
       const env = cleanEnv({
         ...podEnv,
         ...bao.get().env, // VAULT_ADDR, AUTH_METHOD=jwt, AUTH_MOUNT=jwt, AUTH_ROLE=istiod, SA_TOKEN_PATH

@@ -42,6 +42,7 @@ async function podEnv(settings: Record<string, string>, pod: { namespace: string
 
 async function init(env: Record<string, string>, name: string): Promise<{ code: number | null; out: string; certDir: string }> {
   const certDir = path.join(dir, `certs-${name}`);
+  await fs.mkdir(certDir, { recursive: true });
   const run = await runAgent(['init'], cleanEnv({ ...env, CERT_DIR: certDir, KEY_TYPE: 'ec', INIT_TIMEOUT: '20s', METRICS_ADDR: '' }));
   return { code: run.code, out: run.stdout + run.stderr, certDir };
 }

@@ -9,7 +9,7 @@ import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SETTINGS } from '../../src/config.js';
+import { SETTINGS } from '../../src/config/settings.js';
 import { requireCommand } from '../helpers/tools.js';
 import { checkAgentDeployment, checkOnlyIstiodChanged, KUSTOMIZE_EXPECT } from './support/agent-pod.js';
 import { deployments, docs, fixture, KUSTOMIZE_DIR, kustomize, revisioned, type Variant } from './support/render.js';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/common/errors.js';
-import { SETTINGS, loadSettings, mergeFlags } from '../../src/config.js';
+import { mergeFlags } from '../../src/config/flags.js';
+import { SETTINGS, loadSettings } from '../../src/config/settings.js';
 
 const BASE = { VAULT_ADDR: 'https://vault.example:8200', AUTH_ROLE: 'istiod' };
 
@@ -139,5 +140,68 @@ describe('settings', () => {
     const names = SETTINGS.map((s) => s.env);
     expect(new Set(names).size).toBe(names.length);
     for (const s of SETTINGS) expect(s.help.length).toBeGreaterThan(5);
+  });
+
+  // The settings are a contract with every install: removing or renaming one breaks deployments, so the
+  // list is spelled out here, and each row must really reach the Settings the agent runs with.
+  const SAMPLES: Record<string, [string, unknown]> = {
+    VAULT_ADDR: ['https://vault-2.example:8200', 'https://vault-2.example:8200'],
+    VAULT_CACERT: ['/vault-ca/ca.crt', '/vault-ca/ca.crt'],
+    VAULT_NAMESPACE: ['team-a', 'team-a'],
+    VAULT_TOKEN: ['hvs.x', 'hvs.x'],
+    VAULT_SKIP_VERIFY: ['yes', true],
+    VAULT_CLIENT_TIMEOUT: ['5s', 5000],
+    VAULT_REDIRECT_ORIGINS: ['https://vault-1:8200, https://vault-2:8200/', ['https://vault-1:8200', 'https://vault-2:8200']],
+    AUTH_METHOD: ['jwt', 'jwt'],
+    AUTH_MOUNT: ['auth/kube-c1/', 'kube-c1'],
+    AUTH_ROLE: ['istiod-canary', 'istiod-canary'],
+    SA_TOKEN_PATH: ['/var/run/secrets/tokens/vault-token', '/var/run/secrets/tokens/vault-token'],
+    APPROLE_ROLE_ID: ['role-1', 'role-1'],
+    APPROLE_SECRET_ID_FILE: ['/approle/secret-id', '/approle/secret-id'],
+    PKI_SIGN_PATH: ['pki_int/issuer/next/sign-intermediate', 'pki_int/issuer/next/sign-intermediate'],
+    CERT_TTL: ['48h', 48 * 3_600_000],
+    RENEW_BEFORE: ['25h', 25 * 3_600_000],
+    KEY_TYPE: ['ec', 'ec'],
+    KEY_SIZE: ['4096', 4096],
+    CLUSTER_NAME: ['cluster1', 'cluster1'],
+    CERT_COMMON_NAME: ['Mesh CA', 'Mesh CA'],
+    CERT_ORGANIZATION: ['Example', 'Example'],
+    CERT_DNS_SANS: ['istiod.mesh-cp.svc', ['istiod.mesh-cp.svc']],
+    CERT_DIR: ['/var/run/cacerts', '/var/run/cacerts'],
+    EXTRA_TRUST_ROOTS_FILE: ['/extra/roots.pem', '/extra/roots.pem'],
+    MIN_PUBLISH_INTERVAL: ['5s', 5000],
+    INIT_TIMEOUT: ['1m', 60_000],
+    METRICS_ADDR: ['127.0.0.1:9000', { host: '127.0.0.1', port: 9000 }],
+    ISTIOD_METRICS_URL: ['http://127.0.0.1:15014/metrics', 'http://127.0.0.1:15014/metrics'],
+    ISTIOD_SYNC_TIMEOUT: ['2m', 120_000],
+    ROTATE_ENDPOINT: ['1', true],
+    LOG_LEVEL: ['debug', 'debug'],
+    LOG_FORMAT: ['pretty', 'pretty'],
+  };
+  const FIELD: Record<string, string> = { AUTH_MOUNT: 'authMount', KEY_SIZE: 'keySize' };
+
+  it('keeps every setting users configure (a row removed is a breaking change)', () => {
+    expect(SETTINGS.map((s) => s.env)).toEqual(Object.keys(SAMPLES));
+  });
+
+  it.each(SETTINGS.map((s) => [s.env, s.key] as const))('%s is read from the environment and from its flag into Settings', (env, key) => {
+    const [raw, want] = SAMPLES[env]!;
+    const base = { ...BASE, ...(env === 'RENEW_BEFORE' ? { CERT_TTL: '72h' } : {}) };
+    const field = FIELD[env] ?? key;
+    expect((loadSettings({ ...base, [env]: raw }, { needsVault: false }) as Record<string, unknown>)[field]).toEqual(want);
+    if (env === 'VAULT_TOKEN') return; // never a flag
+    const { source } = mergeFlags(base, [`--${env.toLowerCase().replace(/_/g, '-')}=${raw}`]);
+    expect((loadSettings(source, { needsVault: false }) as Record<string, unknown>)[field]).toEqual(want);
+  });
+
+  it('refuses a relative CERT_DIR (it would depend on the container\'s working directory)', () => {
+    expect(problems({ ...BASE, CERT_DIR: 'cacerts' })).toContain('CERT_DIR: "cacerts" is a relative path; use an absolute one (e.g. /etc/cacerts)');
+    expect(problems({ ...BASE, CERT_DIR: './etc/cacerts' })).toHaveLength(1);
+  });
+
+  it('suggests the closest flag for a typo', () => {
+    expect(() => mergeFlags({}, ['init', '--cert-tll', '1h'])).toThrow('--cert-tll: unknown flag (did you mean --cert-ttl? see --help)');
+    expect(() => mergeFlags({}, ['init', '--vault-adress=x'])).toThrow(/did you mean --vault-addr\?/);
+    expect(() => mergeFlags({}, ['init', '--frobnicate'])).toThrow('--frobnicate: unknown flag (see --help)');
   });
 });

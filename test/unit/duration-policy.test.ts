@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatDuration, parseDuration } from '../../src/common/duration.js';
-import { BACKOFF_CAP_MS, backoffDelay, retryDelay } from '../../src/agent/backoff.js';
+import { BACKOFF_BASE_MS, BACKOFF_CAP_MS, NOTHING_VALID_CAP_MS, REFUSED_MIN_DELAY_MS, backoffDelay, retryDelay } from '../../src/agent/backoff.js';
 import { dueAt, MAX_JITTER_MS, renewBeforeWarning, renewalInstant, renewWindow } from '../../src/agent/renewal-policy.js';
 
 const H = 3_600_000;
@@ -69,11 +69,33 @@ describe('backoff', () => {
     expect(backoffDelay(1000, 0.5)).toBeLessThanOrEqual(BACKOFF_CAP_MS);
   });
 
-  it('retries a permanent failure at the cap, and never sleeps past the current expiry without a try', () => {
-    expect(retryDelay({ attempt: 0, random: 0, retryable: false, now: 0, currentNotAfter: undefined })).toBe(BACKOFF_CAP_MS);
+  it('retries a permanent failure at the cap while a valid bundle lasts, never sooner than REFUSED_MIN_DELAY_MS', () => {
+    expect(retryDelay({ attempt: 0, random: 0, retryable: false, now: 0, currentNotAfter: 10 * BACKOFF_CAP_MS })).toBe(BACKOFF_CAP_MS);
+    // Half of what is left, but a refused or denied request is not repeated more often than every 30 s.
+    expect(retryDelay({ attempt: 0, random: 0, retryable: false, now: 0, currentNotAfter: 4 * 60_000 })).toBe(2 * 60_000);
+    expect(retryDelay({ attempt: 0, random: 0, retryable: false, now: 0, currentNotAfter: 20_000 })).toBe(REFUSED_MIN_DELAY_MS);
+    // Nothing valid: an operator's fix is picked up within REFUSED_MIN_DELAY_MS.
+    expect(retryDelay({ attempt: 9, random: 0.9, retryable: false, now: 0, currentNotAfter: undefined })).toBe(REFUSED_MIN_DELAY_MS);
+  });
+
+  it('never sleeps past the current expiry without a try', () => {
     // 20 s of validity left: the 5 min backoff is cut to half of what is left.
     expect(retryDelay({ attempt: 20, random: 0.9, retryable: true, now: 0, currentNotAfter: 20_000 })).toBe(10_000);
     // Nearly expired: still at least the base delay, never a busy loop.
     expect(retryDelay({ attempt: 20, random: 0.9, retryable: true, now: 0, currentNotAfter: 100 })).toBe(1000);
+  });
+
+  it('retries within seconds, jittered, once nothing valid is left (expired or never issued)', () => {
+    for (const currentNotAfter of [undefined, -1, 0]) {
+      for (const attempt of [0, 3, 10, 50]) {
+        for (const random of [0, 0.5, 0.999]) {
+          const d = retryDelay({ attempt, random, retryable: true, now: 0, currentNotAfter });
+          expect(d).toBeLessThanOrEqual(NOTHING_VALID_CAP_MS);
+          expect(d).toBeGreaterThanOrEqual(BACKOFF_BASE_MS / 2);
+        }
+      }
+    }
+    // Jittered: two agents at the same attempt do not retry in the same instant.
+    expect(retryDelay({ attempt: 10, random: 0, retryable: true, now: 0, currentNotAfter: undefined })).not.toBe(retryDelay({ attempt: 10, random: 0.9, retryable: true, now: 0, currentNotAfter: undefined }));
   });
 });

@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { watchMountedFile, type MountedFile } from '../../src/agent/mounted-file.js';
+import { watchMountedFile, type MountedFile } from '../../src/inputs/mounted-file.js';
 import { eventually } from '../helpers/metrics-text.js';
 import { kubeletWrite } from '../helpers/kubelet-volume.js';
 

@@ -10,8 +10,9 @@ import { MAX_TIMER_MS, WAKE_INTERVAL_MS } from '../../src/common/clock.js';
 import { AgentError } from '../../src/common/errors.js';
 import { BACKOFF_CAP_MS } from '../../src/agent/backoff.js';
 import { RenewalLoop } from '../../src/agent/renewal-loop.js';
-import { Renewer } from '../../src/agent/renewer.js';
-import { runInit } from '../../src/agent/init-mode.js';
+import { BundleKeeper } from '../../src/agent/bundle-keeper.js';
+import { ensureFirstBundle } from '../../src/agent/first-bundle.js';
+import { pkiSignSource } from '../../src/agent/sources/pki-sign-source.js';
 import { keySpec } from '../../src/pki/keys.js';
 import { CertDirWriter } from '../../src/store/cert-dir-writer.js';
 import { AgentMetrics } from '../../src/telemetry/metrics.js';
@@ -40,24 +41,29 @@ function setup(o: { certTtlMs?: number; renewBeforeMs?: number; random?: () => n
   const vault = new FakeVaultCa(root, () => clock.now());
   const cap = captureLog();
   const metrics = new AgentMetrics('test', { defaultMetrics: false });
-  const renewer = new Renewer({
+  const source = pkiSignSource({
     vault,
+    clock,
+    log: cap.log,
+    key: keySpec('ec', 256),
+    subject: { commonName: 'Intermediate CA', organization: 'Istio', locality: 'c1', dnsSans: [] },
+    certTtlMs: o.certTtlMs ?? 30 * 24 * H,
+    signPath: 'pki/root/sign-intermediate',
+    extraRoots: () => [],
+  });
+  const renewer = new BundleKeeper({
+    source,
     writer: new CertDirWriter(dir, clock, 0),
     clock,
     random: o.random ?? (() => 0),
     log: cap.log,
     metrics,
     certDir: dir,
-    key: keySpec('ec', 256),
-    subject: { commonName: 'Intermediate CA', organization: 'Istio', locality: 'c1', dnsSans: [] },
-    certTtlMs: o.certTtlMs ?? 30 * 24 * H,
     renewBeforeMs: o.renewBeforeMs,
-    signPath: 'pki/root/sign-intermediate',
-    extraRoots: () => [],
   });
   const istiodPage = o.istiodPage;
   const loop = new RenewalLoop({
-    renewer,
+    keeper: renewer,
     clock,
     random: o.random ?? (() => 0),
     log: cap.log,
@@ -312,14 +318,15 @@ describe('runInit (fake time)', () => {
       attempts.push(t.clock.now() - start);
       return unreachable();
     });
-    const r = await t.clock.drive(runInit(t.renewer, { clock: t.clock, random: () => 0, log: t.cap.log }, { timeoutMs: 10_000 }), { background: 1 });
+    const r = await t.clock.drive(ensureFirstBundle(t.renewer, { clock: t.clock, random: () => 0, log: t.cap.log }, { timeoutMs: 10_000 }), { background: 1 });
     expect(r.ok).toBe(false);
     if (!r.ok) {
       expect(r.timedOut).toBe(true);
       expect(r.error.reason).toBe('vault_unreachable');
     }
-    // Backoff 0.5, 1, 2 s..., each wait at most half of what is left: the tries crowd towards the deadline.
-    expect(attempts).toEqual([0, 500, 1500, 3500, 6750, 8375, 9187.5]);
+    // Backoff 0.5, 1, 2 s, then capped at 5 s (nothing valid yet), each wait at most half of what is
+    // left: the tries crowd towards the deadline.
+    expect(attempts).toEqual([0, 500, 1500, 3500, 6000, 8000, 9000, 9500]);
     expect(10_000 - attempts.at(-1)!).toBeLessThan(1000);
   });
 
@@ -327,7 +334,7 @@ describe('runInit (fake time)', () => {
     const t = setup();
     t.vault.gate = new Promise(() => undefined);
     const start = t.clock.now();
-    const r = await t.clock.drive(runInit(t.renewer, { clock: t.clock, random: () => 0, log: t.cap.log }, { timeoutMs: 10_000 }), { background: 1 });
+    const r = await t.clock.drive(ensureFirstBundle(t.renewer, { clock: t.clock, random: () => 0, log: t.cap.log }, { timeoutMs: 10_000 }), { background: 1 });
     expect(r).toMatchObject({ ok: false, timedOut: true });
     if (!r.ok) expect(r.error.message).toMatch(/no answer before INIT_TIMEOUT/);
     expect(t.clock.now() - start).toBe(10_000);
@@ -336,7 +343,7 @@ describe('runInit (fake time)', () => {
   it('stops at once on a failure a retry cannot fix', async () => {
     const t = setup();
     t.vault.otherwise = denied();
-    const r = await t.clock.drive(runInit(t.renewer, { clock: t.clock, random: () => 0, log: t.cap.log }, { timeoutMs: 60_000 }), { background: 1 });
+    const r = await t.clock.drive(ensureFirstBundle(t.renewer, { clock: t.clock, random: () => 0, log: t.cap.log }, { timeoutMs: 60_000 }), { background: 1 });
     expect(r).toMatchObject({ ok: false, timedOut: false });
     expect(t.vault.signCalls).toBe(1);
   });

@@ -74,7 +74,7 @@ afterEach(() => {
 });
 
 function transport(o: Partial<TransportOptions> = {}) {
-  return createVaultTransport({ addr: plainAddr, namespace: undefined, skipVerify: false, caCert: undefined, timeoutMs: 2000, clock: systemClock, ...o });
+  return createVaultTransport({ addr: plainAddr, namespace: undefined, skipVerify: false, caCert: undefined, timeoutMs: 2000, ...o });
 }
 
 const ctx = { operation: 'sign' as const, method: 'POST' as const, path: 'pki/root/sign-intermediate', doing: 'signing the intermediate CSR' };
@@ -176,6 +176,41 @@ describe('Vault transport hardening', () => {
     expect(seen[0]!.url).toBe('/v1/pki/issuer/default/json');
     expect(seen[0]!.headers['x-vault-token']).toBeUndefined();
     expect(seen[0]!.headers['x-vault-namespace']).toBe('team-a');
+  });
+
+  it('says the server does not speak TLS when an https:// address reaches a plain-http port', async () => {
+    const err = (await transport({ addr: plainAddr.replace('http://', 'https://') }).request({ ...ctx, method: 'GET', path: 'sys/health' }).catch((e: unknown) => e)) as VaultRequestError;
+    expect(err.code).toBe('VAULT_NOT_TLS');
+    expect(err.retryable).toBe(false);
+    expect(err.message).toMatch(/VAULT_ADDR \(https:\/\/127\.0\.0\.1:\d+\) does not speak TLS .*use http:\/\/ or the TLS port/);
+    expect(err.message).not.toMatch(/VAULT_CACERT/);
+  });
+
+  it('names the address that failed: a redirect target that refuses connections is not VAULT_ADDR', async () => {
+    const dead = 'http://127.0.0.1:1';
+    handler = (_req, res) => {
+      res.writeHead(307, { location: `${dead}/v1/pki/root/sign-intermediate` });
+      res.end();
+    };
+    const err = (await transport({ redirectOrigins: [dead] }).request({ ...ctx, token: TOKEN }).catch((e: unknown) => e)) as VaultRequestError;
+    expect(err.code).toBe('VAULT_UNREACHABLE');
+    expect(err.message).toMatch(/nothing listens at http:\/\/127\.0\.0\.1:1 \(a redirect target Vault sent the request to\)/);
+    expect(err.message).not.toMatch(/nothing listens at VAULT_ADDR/);
+  });
+
+  it('stops a request at once when the caller aborts (shutdown), without waiting for the timeout', async () => {
+    handler = () => undefined; // never respond
+    const ctl = new AbortController();
+    const p = transport({ timeoutMs: 60_000 }).request({ ...ctx, signal: ctl.signal }).catch((e: unknown) => e);
+    while (seen.length === 0) await new Promise((r) => setImmediate(r));
+    ctl.abort();
+    expect(((await p) as Error).name).toBe('AbortError');
+  });
+
+  it('caps the answer: a body over the limit is a retryable invalid_response, not an out-of-memory', async () => {
+    handler = (_req, res) => json(res, 200, { data: { certificate: 'x'.repeat(4096) } });
+    const err = (await transport({ maxResponseBytes: 1024 }).request(ctx).catch((e: unknown) => e)) as VaultRequestError;
+    expect(err).toMatchObject({ code: 'VAULT_RESPONSE_TOO_LARGE', reason: 'invalid_response', retryable: true });
   });
 
   it('reports each request to the latency observer with a bounded code', async () => {

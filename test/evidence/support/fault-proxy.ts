@@ -15,7 +15,10 @@
  *               Content-Length (a well-formed HTTP answer carrying cut-off JSON);
  * - `cut`       forwarded, the full Content-Length announced, `keep` bytes sent, then the socket dropped;
  * - `rewrite`   forwarded, the JSON answer handed to `fn` (with the request's JSON body) and the value
- *               it returns sent instead.
+ *               it returns sent instead;
+ * - `redirect`  an answer with the given 3xx status and Location (absolute, or a function of the
+ *               request's path and query);
+ * - `endless`   200 headers without a length, then data as fast as the agent reads it, forever.
  *
  * The proxy also records what a test needs to look for leaks: every X-Vault-Token the agent sent,
  * every client_token Vault returned, and every login JWT. It never logs any of them.
@@ -31,7 +34,9 @@ export type Fault =
   | { kind: 'replace'; status?: number; body: string | Buffer | (() => string | Buffer); contentType?: string }
   | { kind: 'truncate'; keep?: number }
   | { kind: 'cut'; keep?: number }
-  | { kind: 'rewrite'; fn: (ctx: RewriteContext) => unknown };
+  | { kind: 'rewrite'; fn: (ctx: RewriteContext) => unknown }
+  | { kind: 'redirect'; status: number; location: string | ((url: string) => string) }
+  | { kind: 'endless' };
 
 export interface RewriteContext {
   /** The request body, parsed as JSON (undefined when empty or not JSON). */
@@ -210,6 +215,26 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
             res.writeHead(up.status, { 'content-type': 'application/json', 'content-length': up.body.length });
             res.write(part, () => setTimeout(() => socket.destroy(), 20));
           }
+          return;
+        }
+        case 'redirect': {
+          ex.status = fault.status;
+          const location = typeof fault.location === 'function' ? fault.location(req.url ?? '/') : fault.location;
+          res.writeHead(fault.status, { location, 'content-length': 0 });
+          res.end();
+          return;
+        }
+        case 'endless': {
+          held.add(socket);
+          socket.once('close', () => held.delete(socket));
+          ex.status = 200;
+          res.writeHead(200, { 'content-type': 'application/json' });
+          const chunk = Buffer.alloc(64 * 1024, 0x20);
+          const pump = () => {
+            while (!socket.destroyed && res.write(chunk));
+            if (!socket.destroyed) res.once('drain', pump);
+          };
+          pump();
           return;
         }
         case 'rewrite': {

@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { expect } from 'vitest';
 import pkg from '../../../package.json' with { type: 'json' };
-import { SETTINGS } from '../../../src/config.js';
+import { SETTINGS } from '../../../src/config/settings.js';
 import { deployments, key, type Obj, type Variant } from './render.js';
 
 export const AGENT_IMAGE = `istiod-vault-agent:${pkg.version}`;

@@ -1,22 +1,24 @@
 /**
- * One issuance, start to verified bundle, nothing written: read the issuer (to cap the TTL at its
- * expiry and catch a root change before asking Vault to sign), generate the key in memory, build the
- * CSR, have Vault sign it, assemble the chain by signature, choose root bytes, and verify the result as
- * istiod will. Each step is logged with its duration; nothing secret is logged.
+ * The PKI source: Vault PKI signs an intermediate whose key is made here, in memory. One issuance,
+ * start to verified bundle, nothing written: read the issuer (to cap the TTL at its expiry and catch a
+ * root change before asking Vault to sign), generate the key, build the CSR, have Vault sign it,
+ * assemble the chain by signature, choose root bytes, and verify the result as istiod will. Each step
+ * is logged with its duration; nothing secret is logged.
  */
 import type { Logger } from 'pino';
-import { raceAbort } from '../common/abort.js';
-import type { Clock } from '../common/clock.js';
-import { formatDuration, toVaultTtl } from '../common/duration.js';
-import { VerificationError } from '../common/errors.js';
-import type { VerifiedBundle } from '../pki/bundle.js';
-import { certsFromPem, type CertInfo } from '../pki/cert-info.js';
-import { assembleChain, buildPath } from '../pki/chain.js';
-import { buildCsr, subjectDn, type SubjectSpec } from '../pki/csr.js';
-import { generateKey, type GeneratedKey, type KeySpec } from '../pki/keys.js';
-import { chooseRootCert, type PublishedRoots } from '../pki/trust-roots.js';
-import { verifyBundle } from '../pki/verify.js';
-import type { VaultCa } from '../vault/vault-ca.js';
+import { raceAbort } from '../../common/abort.js';
+import type { Clock } from '../../common/clock.js';
+import { formatDuration, toVaultTtl } from '../../common/duration.js';
+import { VerificationError } from '../../common/errors.js';
+import type { VerifiedBundle } from '../../pki/bundle.js';
+import { certsFromPem, type CertInfo } from '../../pki/cert-info.js';
+import { assembleChain, buildPath } from '../../pki/chain.js';
+import { buildCsr, subjectDn, type SubjectSpec } from '../../pki/csr.js';
+import { generateKey, type GeneratedKey, type KeySpec } from '../../pki/keys.js';
+import { chooseRootCert, type PublishedRoots } from '../../pki/trust-roots.js';
+import { verifyBundle } from '../../pki/verify.js';
+import type { VaultCa } from '../../vault/vault-ca.js';
+import type { BundleSource } from '../bundle-source.js';
 
 /** Never ask for a lifetime that ends closer than this to the issuer's own expiry. */
 export const ISSUER_EXPIRY_MARGIN_MS = 60_000;
@@ -44,6 +46,27 @@ export interface IssuedBundle {
   warnings: readonly string[];
 }
 
+/** At most this many distinct warnings are logged per answer, each cut to WARNING_MAX_CHARS. */
+export const MAX_LOGGED_WARNINGS = 5;
+export const WARNING_MAX_CHARS = 300;
+
+/**
+ * Logs Vault's warnings, deduplicated and bounded: a server answering 100 warnings of 10 KB must not
+ * turn into a megabyte of log per issuance.
+ */
+export function logVaultWarnings(log: Logger, path: string, warnings: readonly string[]): void {
+  const distinct = [...new Set(warnings)];
+  for (const w of distinct.slice(0, MAX_LOGGED_WARNINGS)) {
+    // Two warnings come with every correct issuance (pathlen 0 is what we ask for; AIA URLs are optional).
+    const expected = /max path length of the signed certificate is zero|authority information access/i.test(w);
+    const text = w.length > WARNING_MAX_CHARS ? `${w.slice(0, WARNING_MAX_CHARS)}...` : w;
+    log[expected ? 'debug' : 'warn']({ path, vaultWarning: text }, 'Vault returned a warning');
+  }
+  if (distinct.length > MAX_LOGGED_WARNINGS || distinct.length < warnings.length) {
+    log.warn({ path, warnings: warnings.length, distinct: distinct.length, logged: Math.min(distinct.length, MAX_LOGGED_WARNINGS) }, 'Vault returned more warnings than are logged');
+  }
+}
+
 /** Runs one step and logs its duration (monotonic time: this is measurement, not scheduling). */
 async function timed<T>(log: Logger, step: string, fields: object, fn: () => Promise<T>): Promise<T> {
   const t0 = performance.now();
@@ -59,7 +82,7 @@ async function timed<T>(log: Logger, step: string, fields: object, fn: () => Pro
 export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promise<IssuedBundle> {
   const { vault, clock, log } = inp;
 
-  const issuer = await timed(log, 'read_issuer', {}, () => raceAbort(vault.readIssuer(), signal));
+  const issuer = await timed(log, 'read_issuer', {}, () => raceAbort(vault.readIssuer(signal), signal));
   const issuerCert = certsFromPem(issuer.certificate, "the issuer certificate in Vault's answer")[0]!;
   const trusted = inp.published?.roots ?? [];
   const issuerPath = buildPath(issuerCert, issuer.caChain.flatMap((p, i) => certsFromPem(p, `issuer ca_chain[${i}]`)), trusted);
@@ -100,11 +123,7 @@ export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promi
       signal,
     ),
   );
-  for (const w of signed.warnings) {
-    // Two warnings come with every correct issuance (pathlen 0 is what we ask for; AIA URLs are optional).
-    const expected = /max path length of the signed certificate is zero|authority information access/i.test(w);
-    log[expected ? 'debug' : 'warn']({ path: inp.signPath, vaultWarning: w }, 'Vault returned a warning');
-  }
+  logVaultWarnings(log, inp.signPath, signed.warnings);
 
   const bundle = await timed(log, 'verify', {}, async () => {
     const assembled = assembleChain(signed, trusted);
@@ -132,4 +151,33 @@ export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promi
     log.warn({ requested: formatDuration(inp.certTtlMs), granted: formatDuration(granted) }, 'Vault granted a shorter lifetime than CERT_TTL (a max_ttl on the mount or role, or the issuer expiry, caps it)');
   }
   return { bundle, requestedTtlMs, grantedMs: granted, warnings: signed.warnings };
+}
+
+export interface PkiSignSourceOptions {
+  vault: VaultCa;
+  clock: Clock;
+  log: Logger;
+  key: KeySpec;
+  subject: SubjectSpec;
+  certTtlMs: number;
+  signPath: string;
+  extraRoots: () => readonly CertInfo[];
+  generate?: (spec: KeySpec) => Promise<GeneratedKey>;
+}
+
+/** The sign-intermediate source: every fetch mints a new intermediate. */
+export function pkiSignSource(o: PkiSignSourceOptions): BundleSource {
+  return {
+    name: 'pki-sign',
+    mints: true,
+    fetch: async (req, signal) => {
+      const issued = await issueBundle(
+        { vault: o.vault, clock: o.clock, log: o.log, key: o.key, subject: o.subject, certTtlMs: o.certTtlMs, signPath: o.signPath, extraRoots: o.extraRoots(), published: req.published, generate: o.generate },
+        signal,
+      );
+      return { bundle: issued.bundle, requestedTtlMs: issued.requestedTtlMs, warnings: issued.warnings };
+    },
+    tokenExpiresAt: () => o.vault.tokenExpiresAt(),
+    close: () => o.vault.close(),
+  };
 }

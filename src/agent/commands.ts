@@ -1,16 +1,15 @@
 /**
- * The three long-lived commands, each returning its exit code: `init` (0 ok, 1 failed), `sidecar` and
+ * The agent's commands, each returning its exit code: `init` (0 ok, 1 failed), `sidecar` and
  * `run` (0 after a clean shutdown, 1 when `run`'s first issuance fails). Process signals are the CLI's;
  * they arrive here as an AbortSignal (SIGTERM/SIGINT) and rotation requests (SIGHUP).
  */
 import type { Logger } from 'pino';
 import { isAbort } from '../common/abort.js';
-import { describeError } from '../common/errors.js';
-import type { Settings } from '../config.js';
+import type { Settings } from '../config/settings.js';
 import { startHttpServer, type RunningServer } from '../telemetry/http-server.js';
 import type { AgentMetrics } from '../telemetry/metrics.js';
 import { createAgent, type Agent, type Runtime } from './compose.js';
-import { runInit } from './init-mode.js';
+import { ensureFirstBundle } from './first-bundle.js';
 import { RenewalLoop } from './renewal-loop.js';
 import { renewBeforeWarning } from './renewal-policy.js';
 
@@ -27,18 +26,20 @@ export interface ModeContext {
   log: Logger;
   metrics: AgentMetrics;
   control: Control;
+  /** Settings `dev` chose itself: it does not warn about its own choices. */
+  chosenByDev?: readonly string[];
 }
 
 function warnSettings(ctx: ModeContext): void {
+  if (ctx.chosenByDev?.includes('RENEW_BEFORE')) return;
   const w = renewBeforeWarning(ctx.settings.renewBeforeMs, ctx.settings.certTtlMs);
   if (w) ctx.log.warn({ setting: 'RENEW_BEFORE' }, w);
 }
 
 async function firstIssuance(agent: Agent, ctx: ModeContext): Promise<number> {
-  const res = await runInit(agent.renewer, { clock: ctx.runtime.clock, random: ctx.runtime.random, log: ctx.log }, { timeoutMs: ctx.settings.initTimeoutMs, signal: ctx.control.shutdown });
-  if (res.ok) return 0;
-  ctx.log.error({ reason: res.error.reason, code: res.error.code }, `init failed: ${describeError(res.error)}`);
-  return 1;
+  // ensureFirstBundle logs the final failure itself, once.
+  const res = await ensureFirstBundle(agent.keeper, { clock: ctx.runtime.clock, random: ctx.runtime.random, log: ctx.log }, { timeoutMs: ctx.settings.initTimeoutMs, signal: ctx.control.shutdown });
+  return res.ok ? 0 : 1;
 }
 
 /** `init`: exit 0 once the cert dir holds a bundle istiod can use. */
@@ -63,16 +64,31 @@ async function serve(ctx: ModeContext, agent: Agent, loop: RenewalLoop): Promise
     host: addr.host,
     port: addr.port,
     registry: ctx.metrics.registry,
-    isReady: () => agent.renewer.isReadyOnDisk(),
+    isReady: () => agent.keeper.isReadyOnDisk(),
     ...(ctx.settings.rotateEndpoint ? { rotate: () => loop.requestRotation('POST /rotate') } : {}),
   });
   ctx.log.info({ addr: `${addr.host}:${server.port}` }, 'serving /metrics, /healthz, /readyz');
   return server;
 }
 
+/**
+ * AUTH_METHOD=token: the agent cannot log in again, so a token that runs out before the next renewal
+ * means a failed renewal later; say so now, while there is time to hand it a better one.
+ */
+async function warnTokenLifetime(ctx: ModeContext, agent: Agent): Promise<void> {
+  if (ctx.settings.authMethod !== 'token') return;
+  const renewAt = agent.keeper.renewAt;
+  const token = await agent.vault.describeToken(ctx.control.shutdown).catch(() => undefined);
+  // A lookup that fails is reported by the issuance that needs the token.
+  if (!token || token.expiresAt === undefined || renewAt === undefined || token.expiresAt > renewAt) return;
+  const fields = { setting: 'VAULT_TOKEN', tokenExpiresAt: new Date(token.expiresAt).toISOString(), renewAt: new Date(renewAt).toISOString(), renewable: token.renewable };
+  if (token.renewable) ctx.log.info(fields, 'VAULT_TOKEN expires before the next renewal; the agent renews it as it goes (up to its max TTL)');
+  else ctx.log.warn(fields, 'VAULT_TOKEN expires before the next renewal and cannot be renewed, so that renewal will fail: give the agent a longer-lived or renewable token, or use kubernetes or jwt auth');
+}
+
 async function loopUntilShutdown(ctx: ModeContext, agent: Agent, opts: { firstIssuance: boolean }): Promise<number> {
   const loop = new RenewalLoop({
-    renewer: agent.renewer,
+    keeper: agent.keeper,
     clock: ctx.runtime.clock,
     random: ctx.runtime.random,
     log: ctx.log,
@@ -86,7 +102,10 @@ async function loopUntilShutdown(ctx: ModeContext, agent: Agent, opts: { firstIs
     if (opts.firstIssuance) {
       const code = await firstIssuance(agent, ctx);
       if (code !== 0 || ctx.control.shutdown.aborted) return ctx.control.shutdown.aborted ? 0 : code;
+    } else {
+      await loop.adopt();
     }
+    await warnTokenLifetime(ctx, agent);
     await loop.run(ctx.control.shutdown);
     ctx.log.info({}, 'shutting down');
     return 0;

@@ -1,0 +1,181 @@
+/**
+ * Settings: one row per setting (environment variable, flag, default, help, parser), from which the
+ * parser, `--help`, the documentation table and the Settings type are all derived. A default is the
+ * text a user would write ("720h"), parsed by the row's own parser, so it is written once. Read from
+ * environment variables and `--kebab-case` flags (flags win), validated once at start; every problem is
+ * one line naming the setting, and the CLI exits 2. Nothing here touches process.env.
+ */
+import { ConfigError } from '../common/errors.js';
+import {
+  Bad, absolutePath, bool, dnsNames, duration, httpUrl, httpUrlOrOff, listenAddr, mountPath, oneOf, origins, text, wholeNumber,
+  type Parser,
+} from './parsers.js';
+
+export const AUTH_METHODS = ['kubernetes', 'jwt', 'approle', 'token'] as const;
+export type AuthMethod = (typeof AUTH_METHODS)[number];
+export const KEY_TYPES = ['rsa', 'ec'] as const;
+export type KeyType = (typeof KEY_TYPES)[number];
+export const KEY_SIZES: Record<KeyType, readonly number[]> = { rsa: [2048, 3072, 4096], ec: [256, 384] };
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const LOG_FORMATS = ['json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+
+/** `<mount>/root/sign-intermediate` or `<mount>/issuer/<ref>/sign-intermediate`. */
+const SIGN_PATH = /^([A-Za-z0-9_.\-/]+?)\/(?:root|issuer\/([A-Za-z0-9_.-]+))\/sign-intermediate$/;
+
+const signPath: Parser<string> = (v) => {
+  const path = v.trim().replace(/^\/+|\/+$/g, '').replace(/^v1\//, '');
+  return SIGN_PATH.test(path) ? path : new Bad('must be <mount>/root/sign-intermediate or <mount>/issuer/<ref>/sign-intermediate');
+};
+
+/** Optional free text: empty is "not set". */
+const optionalText: Parser<string | undefined> = (v) => (v.trim() === '' ? undefined : v.trim());
+
+/** One row of the settings table. */
+export interface SettingRow<K extends string = string, T = unknown> {
+  env: string;
+  /** Field of Settings this row fills. */
+  key: K;
+  /** The default as a user would write it; parsed by `parse`. */
+  default: string | undefined;
+  /** For documentation when the default is not a literal value ("a third of the lifetime"). */
+  defaultText?: string;
+  help: string;
+  parse: Parser<T>;
+  /** An empty value switches something off (it is parsed) instead of meaning "the default". */
+  emptyMeansOff?: boolean;
+  /** Accepted from the environment only: a command line shows in the process list and the pod spec. */
+  secret?: boolean;
+}
+
+interface RowSpec<K extends string, T> extends Omit<SettingRow<K, T>, 'default'> {
+  default?: string;
+}
+
+function row<const K extends string, T>(r: RowSpec<K, T> & { default: string }): SettingRow<K, T>;
+function row<const K extends string, T>(r: RowSpec<K, T> & { default?: undefined }): SettingRow<K, T | undefined>;
+function row<const K extends string, T>(r: RowSpec<K, T>): SettingRow<K, T | undefined> {
+  return { ...r, default: r.default };
+}
+
+/** The settings table. Order is the order of `--help` and of docs/configuration.md. */
+export const SETTINGS = [
+  row({ env: 'VAULT_ADDR', key: 'vaultAddr', parse: httpUrl, help: 'Vault/OpenBao address (required, except for `dev`)' }),
+  row({ env: 'VAULT_CACERT', key: 'vaultCaCert', parse: optionalText, defaultText: 'system roots', help: "PEM file of the CA that signed Vault's TLS certificate; re-read when it changes" }),
+  row({ env: 'VAULT_NAMESPACE', key: 'vaultNamespace', parse: optionalText, help: 'Vault Enterprise / OpenBao namespace, sent as X-Vault-Namespace' }),
+  row({ env: 'VAULT_TOKEN', key: 'vaultToken', parse: optionalText, secret: true, help: 'Vault token, only for AUTH_METHOD=token; environment only (never a flag: it would show in the process list)' }),
+  row({ env: 'VAULT_SKIP_VERIFY', key: 'vaultSkipVerify', parse: bool, default: 'false', help: 'true disables TLS verification of Vault (never in production); true/false, yes/no or 1/0' }),
+  row({ env: 'VAULT_CLIENT_TIMEOUT', key: 'vaultClientTimeoutMs', parse: duration({ min: 100, max: 600_000 }), default: '30s', help: 'timeout of every Vault request (at most 10m)' }),
+  row({ env: 'VAULT_REDIRECT_ORIGINS', key: 'vaultRedirectOrigins', parse: origins, default: '', defaultText: 'none', help: "comma-separated origins (https://vault-1:8200,...) besides VAULT_ADDR's that a 307/308 from Vault may lead to, with the token and request: the nodes of an HA cluster whose standbys redirect instead of forwarding" }),
+  row({ env: 'AUTH_METHOD', key: 'authMethod', parse: oneOf(AUTH_METHODS), default: 'kubernetes', help: '`kubernetes`, `jwt`, `approle` or `token`' }),
+  row({ env: 'AUTH_MOUNT', key: 'authMountSetting', parse: mountPath, defaultText: 'the method name', help: 'mount path under `auth/`, e.g. `kube-cluster1-mesh-auth`' }),
+  row({ env: 'AUTH_ROLE', key: 'authRole', parse: optionalText, help: 'role to log in as (kubernetes, jwt)' }),
+  row({ env: 'SA_TOKEN_PATH', key: 'saTokenPath', parse: text, default: '/var/run/secrets/kubernetes.io/serviceaccount/token', help: 'JWT for kubernetes/jwt auth, re-read at every login' }),
+  row({ env: 'APPROLE_ROLE_ID', key: 'approleRoleId', parse: optionalText, help: 'AppRole role_id' }),
+  row({ env: 'APPROLE_SECRET_ID_FILE', key: 'approleSecretIdFile', parse: optionalText, help: 'file holding the AppRole secret_id; re-read when it changes' }),
+  row({ env: 'PKI_SIGN_PATH', key: 'pkiSignPath', parse: signPath, default: 'pki/root/sign-intermediate', help: 'signing endpoint: `<mount>/root/sign-intermediate` or `<mount>/issuer/<ref>/sign-intermediate`' }),
+  row({ env: 'CERT_TTL', key: 'certTtlMs', parse: duration({ min: 10_000 }), default: '720h', help: "requested lifetime of the intermediate (capped at the issuer's own expiry)" }),
+  row({ env: 'RENEW_BEFORE', key: 'renewBeforeMs', parse: duration({ min: 1000 }), defaultText: 'a third of the lifetime', help: 'renew when this much lifetime remains; keep it above 24h plus a margin' }),
+  row({ env: 'KEY_TYPE', key: 'keyType', parse: oneOf(KEY_TYPES), default: 'rsa', help: '`rsa` or `ec`' }),
+  row({ env: 'KEY_SIZE', key: 'keySizeSetting', parse: wholeNumber, defaultText: '2048 (rsa), 256 (ec)', help: 'rsa: 2048, 3072, 4096; ec: 256, 384' }),
+  row({ env: 'CLUSTER_NAME', key: 'clusterName', parse: optionalText, help: 'goes into the subject as `L=` so an intermediate says which cluster it serves' }),
+  row({ env: 'CERT_COMMON_NAME', key: 'certCommonName', parse: text, default: 'Intermediate CA', help: 'subject CN' }),
+  row({ env: 'CERT_ORGANIZATION', key: 'certOrganization', parse: text, default: 'Istio', help: 'subject O' }),
+  row({ env: 'CERT_DNS_SANS', key: 'certDnsSans', parse: dnsNames, default: 'istiod.istio-system.svc', emptyMeansOff: true, help: 'comma-separated DNS SANs of the intermediate (empty for none)' }),
+  row({ env: 'CERT_DIR', key: 'certDir', parse: absolutePath, default: '/etc/cacerts', help: "where the four files go (a memory emptyDir; istiod's ROOT_CA_DIR); an absolute path" }),
+  row({ env: 'EXTRA_TRUST_ROOTS_FILE', key: 'extraTrustRootsFile', parse: optionalText, help: 'PEM file of extra trust anchors appended to root-cert.pem (e.g. an old root during a migration); re-read when it changes' }),
+  row({ env: 'MIN_PUBLISH_INTERVAL', key: 'minPublishIntervalMs', parse: duration({ allowZero: true }), default: '2s', help: 'minimum time between two publishes into CERT_DIR; istiod reloads 100 ms after the first event, so keep it at seconds (lower only for tests)' }),
+  row({ env: 'INIT_TIMEOUT', key: 'initTimeoutMs', parse: duration({ min: 1000 }), default: '5m', help: 'how long `init` keeps retrying retryable failures' }),
+  row({ env: 'METRICS_ADDR', key: 'metricsAddr', parse: listenAddr, default: ':15099', emptyMeansOff: true, help: '`/metrics`, `/healthz`, `/readyz` listen address (empty disables)' }),
+  row({ env: 'ISTIOD_METRICS_URL', key: 'istiodMetricsUrl', parse: httpUrlOrOff, default: 'http://localhost:15014/metrics', emptyMeansOff: true, help: "istiod's metrics, read after each publish to confirm istiod loaded it; empty disables" }),
+  row({ env: 'ISTIOD_SYNC_TIMEOUT', key: 'istiodSyncTimeoutMs', parse: duration({ min: 1000 }), default: '60s', help: 'how long to wait for istiod to report the new intermediate' }),
+  row({ env: 'ROTATE_ENDPOINT', key: 'rotateEndpoint', parse: bool, default: 'false', help: 'true enables `POST /rotate` on METRICS_ADDR' }),
+  row({ env: 'LOG_LEVEL', key: 'logLevel', parse: oneOf(LOG_LEVELS), default: 'info', help: 'trace, debug, info, warn, error, fatal, silent' }),
+  row({ env: 'LOG_FORMAT', key: 'logFormat', parse: oneOf(LOG_FORMATS), default: 'json', help: '`json` (one object per line, for log pipelines) or `pretty` (for a terminal; `dev` picks it when stdout is one)' }),
+] as const;
+
+type Rows = (typeof SETTINGS)[number];
+/** The parsed table, field by field, as the rows declare them. */
+export type ParsedSettings = { [R in Rows as R['key']]: R extends SettingRow<string, infer T> ? T : never };
+
+/** What the agent runs with: the parsed rows, minus the raw ones that are refined, plus derived facts. */
+export type Settings = Omit<ParsedSettings, 'authMountSetting' | 'keySizeSetting'> & {
+  /** AUTH_MOUNT, or the method name. */
+  authMount: string;
+  /** KEY_SIZE, or the smallest size allowed for KEY_TYPE. */
+  keySize: number;
+  /** Mount of the signing issuer, derived from pkiSignPath (used to read the issuer's certificate). */
+  pkiMount: string;
+  /** Issuer reference from pkiSignPath, or "default" for `<mount>/root/sign-intermediate`. */
+  pkiIssuerRef: string;
+};
+
+/** `CERT_TTL` -> `--cert-ttl`. */
+export function flagName(env: string): string {
+  return `--${env.toLowerCase().replace(/_/g, '-')}`;
+}
+
+/** What a command needs beyond syntax. */
+export interface LoadOptions {
+  /** `init`/`sidecar`/`run` talk to Vault; `check` does not. */
+  needsVault: boolean;
+}
+
+/**
+ * Parses and validates every setting. Throws ConfigError listing all problems, one line each,
+ * each starting with the setting's name.
+ */
+export function loadSettings(source: Readonly<Record<string, string | undefined>>, opts: LoadOptions): Settings {
+  const problems: string[] = [];
+  const parsed: Record<string, unknown> = {};
+  // Each setting is parsed on its own so that every bad value is reported, not just the first.
+  for (const r of SETTINGS as readonly SettingRow[]) {
+    const given = source[r.env];
+    // An empty value (common with ConfigMap templates) means "default", except where empty has a meaning.
+    const raw = given !== undefined && (given.trim() !== '' || r.emptyMeansOff) ? given : r.default;
+    if (raw === undefined) {
+      parsed[r.key] = undefined;
+      continue;
+    }
+    const out = r.parse(raw, r.env);
+    if (out instanceof Bad) problems.push(`${r.env}: ${out.message}`);
+    else parsed[r.key] = out;
+  }
+  const p = parsed as ParsedSettings;
+
+  const keySize = p.keySizeSetting ?? KEY_SIZES[p.keyType ?? 'rsa'][0]!;
+  if (p.keyType !== undefined && !KEY_SIZES[p.keyType].includes(keySize)) {
+    problems.push(`KEY_SIZE: ${keySize} is not allowed for KEY_TYPE=${p.keyType} (use ${KEY_SIZES[p.keyType].join(' or ')})`);
+  }
+  if (p.renewBeforeMs !== undefined && p.certTtlMs !== undefined && p.renewBeforeMs >= p.certTtlMs) {
+    problems.push(`RENEW_BEFORE: must be shorter than CERT_TTL (${source.RENEW_BEFORE} >= ${source.CERT_TTL || SETTINGS.find((s) => s.env === 'CERT_TTL')!.default})`);
+  }
+  if (p.vaultCaCert !== undefined && p.vaultSkipVerify) {
+    problems.push('VAULT_SKIP_VERIFY: true contradicts VAULT_CACERT (set only one)');
+  }
+  if (opts.needsVault) {
+    if (p.vaultAddr === undefined && !problems.some((x) => x.startsWith('VAULT_ADDR:'))) problems.push('VAULT_ADDR: required (e.g. https://vault.example:8200)');
+    if ((p.authMethod === 'kubernetes' || p.authMethod === 'jwt') && p.authRole === undefined) {
+      problems.push(`AUTH_ROLE: required for AUTH_METHOD=${p.authMethod} (the Vault role bound to istiod's service account)`);
+    }
+    if (p.authMethod === 'approle') {
+      if (p.approleRoleId === undefined) problems.push('APPROLE_ROLE_ID: required for AUTH_METHOD=approle');
+      if (p.approleSecretIdFile === undefined) problems.push('APPROLE_SECRET_ID_FILE: required for AUTH_METHOD=approle');
+    }
+    if (p.authMethod === 'token' && p.vaultToken === undefined) {
+      problems.push('VAULT_TOKEN: required for AUTH_METHOD=token');
+    }
+  }
+  if (problems.length) throw new ConfigError(problems);
+
+  const sign = SIGN_PATH.exec(p.pkiSignPath)!;
+  const { authMountSetting, keySizeSetting: _k, ...rest } = p;
+  return {
+    ...rest,
+    authMount: authMountSetting ?? p.authMethod,
+    keySize,
+    pkiMount: sign[1]!,
+    pkiIssuerRef: sign[2] ?? 'default',
+  };
+}

@@ -1,0 +1,49 @@
+/**
+ * Which redirects from Vault the agent follows. A redirected request carries the Vault token, the
+ * login JWT or secret_id, or the CSR, so it may only go where the operator sent the agent: VAULT_ADDR's
+ * origin (scheme, host, port) or an origin listed in VAULT_REDIRECT_ORIGINS (the nodes of an HA cluster
+ * whose standbys redirect to the active node instead of forwarding). Only 307/308 are followed: they
+ * keep the method and body, which is what a Vault standby means; 301/302/303 would turn a POST into a
+ * GET, and Vault never sends them. Never from https to http, and only a few hops.
+ */
+
+export const MAX_REDIRECTS = 3;
+
+export type RedirectDecision = { follow: true; next: URL } | { follow: false; why: string };
+
+export interface RedirectPolicy {
+  /** The origins a request may go to: VAULT_ADDR's first, then the listed ones. */
+  readonly origins: readonly string[];
+  decide(from: URL, status: number, location: string | undefined, hops: number): RedirectDecision;
+}
+
+export function createRedirectPolicy(vaultAddr: string, extraOrigins: readonly string[]): RedirectPolicy {
+  const home = new URL(vaultAddr).origin;
+  const origins = [home, ...extraOrigins.map((o) => new URL(o).origin).filter((o) => o !== home)];
+  return {
+    origins,
+    decide(from, status, location, hops) {
+      if (location === undefined || location === '') return { follow: false, why: `HTTP ${status} without a Location` };
+      let next: URL;
+      try {
+        next = new URL(location, from);
+      } catch {
+        return { follow: false, why: `HTTP ${status} to an unparsable Location` };
+      }
+      if (status !== 307 && status !== 308) {
+        return { follow: false, why: `HTTP ${status} would re-send the request with another method; only 307/308 are followed` };
+      }
+      if (from.protocol === 'https:' && next.protocol !== 'https:') {
+        return { follow: false, why: 'it downgrades https to http' };
+      }
+      if (!origins.includes(next.origin)) {
+        return {
+          follow: false,
+          why: `${next.origin} is not VAULT_ADDR's origin (${home})${origins.length > 1 ? ` nor listed in VAULT_REDIRECT_ORIGINS` : ''}; if it is a node of your Vault cluster, list it in VAULT_REDIRECT_ORIGINS`,
+        };
+      }
+      if (hops >= MAX_REDIRECTS) return { follow: false, why: `more than ${MAX_REDIRECTS} redirects` };
+      return { follow: true, next };
+    },
+  };
+}
