@@ -76,7 +76,7 @@ const runMode: RunMode = async (name, settings, io, extra) => {
   const log = await createCliLogger({ level: settings.logLevel, format: settings.logFormat, base: { mode: name } });
   const metrics = new AgentMetrics(VERSION);
   const ctl = control(io, () => log.info({}, 'signal received; shutting down'));
-  const ctx: ModeContext = { settings, runtime: runtime(), log, metrics, control: ctl, chosenByDev: extra?.chosenByDev };
+  const ctx: ModeContext = { settings, runtime: runtime(), log, metrics, control: ctl, dev: extra?.dev };
   log.info({ version: VERSION, certDir: settings.certDir, vaultAddr: withoutCredentials(settings.vaultAddr), authMethod: settings.authMethod, authMount: settings.authMount, signPath: settings.pkiSignPath }, 'starting');
   try {
     const fn = name === 'init' ? initCommand : name === 'sidecar' ? sidecarCommand : runCommand;

@@ -7,7 +7,8 @@
  * - never one that expires sooner than a valid current one, unless an operator asked for a rotation;
  * - a bundle whose publish failed is published on the next attempt without asking the source again
  *   (Vault already signed it; signing another one per retry only fills its certificate store).
- * Every outcome is logged and counted here, once.
+ * Every outcome is counted here; a success is logged here, a failure by the caller, once, with what
+ * it does next.
  */
 import type { Logger } from 'pino';
 import { AbortedError, type Clock } from '../common/clock.js';
@@ -24,10 +25,13 @@ import { dueAt, renewalInstant } from './renewal-policy.js';
 
 /** What the keeper needs of the cert dir writer (src/store/cert-dir-writer.ts). */
 export interface BundleWriter {
-  /** Throws StoreError when CERT_DIR cannot take a publish (missing, read-only, full, planted entries). */
-  checkWritable(): Promise<void>;
-  publish(files: BundleFiles, signal?: AbortSignal): Promise<{ generation: string }>;
-  publishIf(select: () => BundleFiles | undefined, signal?: AbortSignal): Promise<{ generation: string } | undefined>;
+  /**
+   * Throws StoreError when CERT_DIR cannot take a publish (missing, read-only, full, an entry it must
+   * refuse); removes what was planted in the agent's own names and says what.
+   */
+  prepareToPublish(options?: { createMissing?: boolean }): Promise<{ removed: string[] }>;
+  publish(files: BundleFiles, signal?: AbortSignal): Promise<{ generation: string; removed: string[] }>;
+  publishIf(select: () => BundleFiles | undefined, signal?: AbortSignal): Promise<{ generation: string; removed: string[] } | undefined>;
   prune(keep?: readonly (string | undefined)[]): Promise<string[]>;
   pruneDueAt(): number | undefined;
   ensureVisibleLinks(): Promise<void>;
@@ -43,6 +47,8 @@ export interface KeeperDeps {
   metrics: AgentMetrics;
   certDir: string;
   renewBeforeMs: number | undefined;
+  /** `dev` only: create a missing CERT_DIR (elsewhere it must be the mounted emptyDir). */
+  createMissingCertDir?: boolean;
 }
 
 export type DirState =
@@ -169,7 +175,7 @@ export class BundleKeeper {
     log.info({ trigger, source: source.name }, source.mints ? 'issuing a new intermediate' : 'reading the bundle from its source');
     try {
       // A CERT_DIR that cannot take the files is found before Vault signs anything.
-      await this.d.writer.checkWritable();
+      this.noteRemoved((await this.d.writer.prepareToPublish({ createMissing: this.d.createMissingCertDir })).removed);
       const got = this.pendingPublish() ?? (await source.fetch({ published: this.publishedRoots(), current: this.bundle }, signal));
       if (signal?.aborted) throw new AbortedError();
       if (!source.mints && this.bundle && got.bundle.intermediate.der.equals(this.bundle.intermediate.der)) {
@@ -180,7 +186,9 @@ export class BundleKeeper {
       const t0 = performance.now();
       let generation: string;
       try {
-        ({ generation } = await this.d.writer.publish(got.bundle.files, signal));
+        const res = await this.d.writer.publish(got.bundle.files, signal);
+        generation = res.generation;
+        this.noteRemoved(res.removed);
       } catch (err) {
         if (!isAbort(err)) this.unpublished = got;
         throw err;
@@ -210,8 +218,7 @@ export class BundleKeeper {
       if (isAbort(err)) throw err;
       const e = asAgentError(err, source.mints ? 'issuing the intermediate' : 'reading the bundle from its source');
       metrics.recordFailure(e.reason);
-      // Warn: whoever called decides whether this is final (init giving up, the loop needing a person).
-      log.warn({ reason: e.reason, retryable: e.retryable, err: e, trigger }, `issuance failed: ${describeError(e)}`);
+      // Logged once, by the caller, with what it decides to do next (retry when, or give up).
       throw e;
     }
   }
@@ -224,6 +231,11 @@ export class BundleKeeper {
     const done = await this.d.writer.publishIf(() => (this.bundle?.intermediate.serial === serial ? this.bundle.files : undefined), signal);
     if (!done) return;
     this.d.log.info({ generation: done.generation, serial }, 're-published the current generation');
+  }
+
+  /** Entries someone planted in the agent's own names under CERT_DIR, removed by the writer. */
+  private noteRemoved(removed: readonly string[]): void {
+    if (removed.length) this.d.log.warn({ removed }, 'removed entries in CERT_DIR the agent did not make (check what else writes there: only the agent should)');
   }
 
   /** The bundle whose publish failed, if it is still worth publishing now. */

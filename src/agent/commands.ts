@@ -26,12 +26,12 @@ export interface ModeContext {
   log: Logger;
   metrics: AgentMetrics;
   control: Control;
-  /** Settings `dev` chose itself: it does not warn about its own choices. */
-  chosenByDev?: readonly string[];
+  /** Set by `dev`: the settings it chose itself (it does not warn about its own choices). */
+  dev?: { chosen: readonly string[] };
 }
 
 function warnSettings(ctx: ModeContext): void {
-  if (ctx.chosenByDev?.includes('RENEW_BEFORE')) return;
+  if (ctx.dev?.chosen.includes('RENEW_BEFORE')) return;
   const w = renewBeforeWarning(ctx.settings.renewBeforeMs, ctx.settings.certTtlMs);
   if (w) ctx.log.warn({ setting: 'RENEW_BEFORE' }, w);
 }
@@ -45,7 +45,7 @@ async function firstIssuance(agent: Agent, ctx: ModeContext): Promise<number> {
 /** `init`: exit 0 once the cert dir holds a bundle istiod can use. */
 export async function initCommand(ctx: ModeContext): Promise<number> {
   warnSettings(ctx);
-  const agent = await createAgent(ctx.settings, ctx.runtime, ctx.log, ctx.metrics, { watch: false });
+  const agent = await createAgent(ctx.settings, ctx.runtime, ctx.log, ctx.metrics, { watch: false, dev: ctx.dev !== undefined });
   try {
     return await firstIssuance(agent, ctx);
   } catch (err) {
@@ -80,9 +80,10 @@ async function warnTokenLifetime(ctx: ModeContext, agent: Agent): Promise<void> 
   const renewAt = agent.keeper.renewAt;
   const token = await agent.vault.describeToken(ctx.control.shutdown).catch(() => undefined);
   // A lookup that fails is reported by the issuance that needs the token.
-  if (!token || token.expiresAt === undefined || renewAt === undefined || token.expiresAt > renewAt) return;
-  const fields = { setting: 'VAULT_TOKEN', tokenExpiresAt: new Date(token.expiresAt).toISOString(), renewAt: new Date(renewAt).toISOString(), renewable: token.renewable };
-  if (token.renewable) ctx.log.info(fields, 'VAULT_TOKEN expires before the next renewal; the agent renews it as it goes (up to its max TTL)');
+  if (!token || renewAt === undefined) return;
+  const fields = { setting: 'VAULT_TOKEN', tokenExpiresAt: token.expiresAt === undefined ? 'never' : new Date(token.expiresAt).toISOString(), renewAt: new Date(renewAt).toISOString(), renewable: token.renewable };
+  if (token.expiresAt === undefined || token.expiresAt > renewAt) ctx.log.info(fields, 'VAULT_TOKEN lives past the next renewal');
+  else if (token.renewable) ctx.log.info(fields, 'VAULT_TOKEN expires before the next renewal; the agent renews it as it goes (up to its max TTL)');
   else ctx.log.warn(fields, 'VAULT_TOKEN expires before the next renewal and cannot be renewed, so that renewal will fail: give the agent a longer-lived or renewable token, or use kubernetes or jwt auth');
 }
 
@@ -120,13 +121,13 @@ async function loopUntilShutdown(ctx: ModeContext, agent: Agent, opts: { firstIs
 /** `sidecar`: adopt the bundle on disk and keep it renewed until SIGTERM. */
 export async function sidecarCommand(ctx: ModeContext): Promise<number> {
   warnSettings(ctx);
-  const agent = await createAgent(ctx.settings, ctx.runtime, ctx.log, ctx.metrics, { watch: true });
+  const agent = await createAgent(ctx.settings, ctx.runtime, ctx.log, ctx.metrics, { watch: true, dev: ctx.dev !== undefined });
   return loopUntilShutdown(ctx, agent, { firstIssuance: false });
 }
 
 /** `run`: `init` then `sidecar` in one process (Kubernetes native sidecar); /readyz turns 200 after the first publish. */
 export async function runCommand(ctx: ModeContext): Promise<number> {
   warnSettings(ctx);
-  const agent = await createAgent(ctx.settings, ctx.runtime, ctx.log, ctx.metrics, { watch: true });
+  const agent = await createAgent(ctx.settings, ctx.runtime, ctx.log, ctx.metrics, { watch: true, dev: ctx.dev !== undefined });
   return loopUntilShutdown(ctx, agent, { firstIssuance: true });
 }

@@ -55,7 +55,7 @@ async function openInput(file: string, setting: string, watch: boolean, log: Log
   }
 }
 
-export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics: AgentMetrics, opts: { watch: boolean }): Promise<Agent> {
+export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics: AgentMetrics, opts: { watch: boolean; dev?: boolean }): Promise<Agent> {
   const inputs: { close(): Promise<void> }[] = [];
   // The CA watcher is created before the client it updates.
   const late: { vault?: VaultCa } = {};
@@ -144,6 +144,7 @@ export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics
     metrics,
     certDir: s.certDir,
     renewBeforeMs: s.renewBeforeMs,
+    createMissingCertDir: opts.dev,
   });
 
   late.vault = vault;

@@ -44,7 +44,7 @@ export async function ensureFirstBundle(
     return { ok: true, issued: false };
   };
   const giveUp = (e: AgentError, attempts: number): FirstBundleResult => {
-    log.error({ reason: e.reason, code: e.code, attempts }, `giving up after INIT_TIMEOUT (${formatDuration(opts.timeoutMs)}): ${describeError(e)}`);
+    log.error({ reason: e.reason, code: e.code, attempts }, `init failed: giving up after INIT_TIMEOUT (${formatDuration(opts.timeoutMs)}): ${describeError(e)}`);
     return { ok: false, error: e, timedOut: true };
   };
   let last: AgentError | undefined;
@@ -66,13 +66,13 @@ export async function ensureFirstBundle(
         const kept = keepValid('renewal failed', e);
         if (kept) return kept;
         if (!e.retryable) {
-          log.error({ reason: e.reason, code: e.code }, `failed, not retried (a retry cannot fix this): ${describeError(e)}`);
+          log.error({ reason: e.reason, code: e.code }, `init failed (not retried: a retry cannot fix this): ${describeError(e)}`);
           return { ok: false, error: e, timedOut: false };
         }
         const left = deadline - clock.now();
         if (left < BACKOFF_BASE_MS) return giveUp(e, attempt + 1);
         const delay = Math.min(retryDelay({ attempt, random: deps.random(), retryable: true, now: clock.now(), currentNotAfter: undefined }), left / 2);
-        log.info({ attempt: attempt + 1, retryInMs: Math.round(delay) }, 'retrying');
+        log.warn({ reason: e.reason, retryable: true, attempt: attempt + 1, retryInMs: Math.round(delay), err: e }, `issuance failed: ${describeError(e)}; retrying in ${formatDuration(delay)}`);
         await clock.sleep(delay, opts.signal);
       }
     }

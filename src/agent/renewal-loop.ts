@@ -9,7 +9,8 @@
 import type { Logger } from 'pino';
 import { isAbort } from '../common/abort.js';
 import { sleepUntil, type Clock } from '../common/clock.js';
-import type { AgentError } from '../common/errors.js';
+import { describeError, type AgentError } from '../common/errors.js';
+import { formatDuration } from '../common/duration.js';
 import type { AgentMetrics } from '../telemetry/metrics.js';
 import { retryDelay } from './backoff.js';
 import { BundleRefusedError, type BundleKeeper, type RenewTrigger } from './bundle-keeper.js';
@@ -105,10 +106,11 @@ export class RenewalLoop {
         if (e instanceof BundleRefusedError && e.retryAt !== undefined) delay = Math.max(delay, e.retryAt - clock.now());
         attempt++;
         this.notBefore = clock.now() + delay;
-        const fields = { reason: e.reason, attempt, retryInMs: Math.round(delay), keeping: keeper.current?.intermediate.serial };
-        // Retryable: routine until it lasts. Not retryable: a person must act (policy, role, root, TTLs).
-        if (e.retryable) log.warn(fields, 'keeping the current bundle; will retry');
-        else log.error(fields, 'keeping the current bundle; this needs a change in Vault or the settings (see the issuance failure above); will retry');
+        const fields = { reason: e.reason, retryable: e.retryable, trigger, attempt, retryInMs: Math.round(delay), keeping: keeper.isReady() ? keeper.current?.intermediate.serial : undefined, err: e };
+        // One line per failure. A warning while istiod keeps a valid bundle and a retry can help; an
+        // error when a person must act (policy, role, root, TTLs) or istiod has nothing valid left.
+        const urgent = !e.retryable || !keeper.isReady();
+        log[urgent ? 'error' : 'warn'](fields, `issuance failed: ${describeError(e)}${keeper.isReady() ? '; keeping the current bundle' : ''}; retrying in ${formatDuration(delay)}`);
         await this.sleep(Math.min(this.notBefore, keeper.tidyAt ?? Infinity), signal, seen);
       }
     }

@@ -45,7 +45,7 @@ export async function devCommand(source: Readonly<Record<string, string | undefi
   if (!withDefaults.LOG_FORMAT && io.isTty) withDefaults.LOG_FORMAT = 'pretty';
   if (source.VAULT_ADDR) {
     io.err(`dev: VAULT_ADDR is set (${withoutCredentials(source.VAULT_ADDR)}), so no local OpenBao is started: the agent runs against that Vault with dev's short lifetimes and needs its auth settings (AUTH_METHOD, AUTH_ROLE...). For the self-contained demo: env -u VAULT_ADDR npm start`);
-    return runMode('run', loadSettings(withDefaults, { needsVault: true }), io, { chosenByDev: chosen });
+    return runMode('run', loadSettings(withDefaults, { needsVault: true }), io, { dev: { chosen } });
   }
   // Validate the user's settings before starting anything.
   loadSettings(withDefaults, { needsVault: false });
@@ -58,7 +58,7 @@ export async function devCommand(source: Readonly<Record<string, string | undefi
   io.err(`dev: OpenBao at ${dev.server.addr}, PKI at pki/, jwt auth role "istiod" (its root token is in ${dev.rootTokenPath}, never logged)`);
   io.err(`dev: writing the bundle to ${settings.certDir}${m ? `; metrics on http://${m.host}:${m.port}/metrics; rotate now with: kill -HUP ${io.pid} or curl -XPOST http://${m.host}:${m.port}/rotate` : ''}`);
   return runMode('run', settings, io, {
-    chosenByDev: chosen,
+    dev: { chosen },
     onStop: async () => {
       await dev?.stop();
       dev = undefined;

@@ -17,8 +17,8 @@ export interface CliIo {
 
 export interface RunModeExtras {
   onStop?: () => Promise<void>;
-  /** Settings `dev` chose itself: no warning about them. */
-  chosenByDev?: readonly string[];
+  /** Set by `dev`: the settings it chose itself (no warning about them). */
+  dev?: { chosen: readonly string[] };
 }
 
 export type RunMode = (name: 'init' | 'sidecar' | 'run', settings: Settings, io: CliIo, extra?: RunModeExtras) => Promise<number>;

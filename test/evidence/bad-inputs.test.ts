@@ -308,7 +308,7 @@ describe.skipIf(!bao.available)('free-form settings and runtime inputs against a
     expect(final.msg).toMatch(/^init failed: /);
     expect(final.msg).toMatch(host);
     expect(final.msg).toMatch(code);
-    const gaveUp = run.lines.find((l) => String(l.msg).startsWith('giving up after INIT_TIMEOUT (3s)'));
+    const gaveUp = run.lines.find((l) => String(l.msg).startsWith('init failed: giving up after INIT_TIMEOUT (3s)'));
     expect(gaveUp?.attempts).toBeGreaterThanOrEqual(2);
     expect(ms).toBeGreaterThanOrEqual(2000);
     expect(ms).toBeLessThan(8000);
@@ -428,7 +428,7 @@ describe.skipIf(!bao.available)('CERT_DIR on a full filesystem (tmpfs)', () => {
     const final = run.lines.filter((l) => l.level === 'error').at(-1);
     expect(run.code).toBe(1);
     expect(final?.msg).toMatch(/^init failed: while writing ca-cert\.pem for a new generation in .*: ENOSPC \(the volume is full: raise the emptyDir sizeLimit or free space\)/);
-    expect(run.lines.find((l) => String(l.msg).startsWith('giving up after INIT_TIMEOUT'))?.attempts).toBeGreaterThanOrEqual(2);
+    expect(run.lines.find((l) => String(l.msg).startsWith('init failed: giving up after INIT_TIMEOUT'))?.attempts).toBeGreaterThanOrEqual(2);
     expect(await contents(dir)).toEqual(['filler']);
     rows.push(['CERT_DIR', 'full tmpfs (16k), empty', 1, String(final?.msg).slice(0, 160), `${Date.now() - t0} ms (retried until INIT_TIMEOUT=3s)`]);
   }, 20_000);
@@ -449,7 +449,7 @@ describe.skipIf(!bao.available)('CERT_DIR on a full filesystem (tmpfs)', () => {
     expect(run.code, run.stdout.slice(-800)).toBe(0);
     const warn = run.lines.find((l) => String(l.msg).startsWith('renewal failed but the current bundle is still valid'));
     expect(warn?.reason).toBe('write_failed');
-    expect(run.lines.find((l) => l.level === 'error' && String(l.msg).startsWith('issuance failed'))?.msg).toMatch(/ENOSPC/);
+    expect(run.lines.find((l) => String(l.msg).startsWith('issuance failed'))?.msg).toMatch(/ENOSPC/);
     expect(sameSnapshot(before, await snapshot(dir))).toBe(true);
     expect(await contents(dir)).toEqual(listing);
     rows.push(['CERT_DIR', 'full tmpfs (64k) holding a valid due bundle', 0, `${String(warn?.msg)} (reason write_failed); previous generation byte-identical, no partial folder`, '-']);

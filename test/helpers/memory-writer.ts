@@ -13,18 +13,19 @@ export class MemoryWriter implements BundleWriter {
   /** Error thrown by checkWritable() while set. */
   notWritable: Error | undefined;
 
-  async checkWritable(): Promise<void> {
+  async prepareToPublish(): Promise<{ removed: string[] }> {
     if (this.notWritable) throw this.notWritable;
+    return { removed: [] };
   }
 
-  async publish(files: BundleFiles): Promise<{ generation: string }> {
+  async publish(files: BundleFiles): Promise<{ generation: string; removed: string[] }> {
     const err = this.failPublish.shift();
     if (err) throw err;
     this.published.push(files);
-    return { generation: `gen-${this.published.length}` };
+    return { generation: `gen-${this.published.length}`, removed: [] };
   }
 
-  async publishIf(select: () => BundleFiles | undefined): Promise<{ generation: string } | undefined> {
+  async publishIf(select: () => BundleFiles | undefined): Promise<{ generation: string; removed: string[] } | undefined> {
     const files = select();
     return files ? this.publish(files) : undefined;
   }

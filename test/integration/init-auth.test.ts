@@ -129,7 +129,11 @@ describe.skipIf(!bao.available)('init: Vault unavailable and bad settings', () =
     const took = Date.now() - start;
     expect(run.code).toBe(1);
     expect(took).toBeGreaterThan(2000);
-    expect(run.lines.filter((l) => l.msg === 'retrying').length).toBeGreaterThanOrEqual(2);
+    const retries = run.lines.filter((l) => /^issuance failed: .*; retrying in /.test(l.msg));
+    expect(retries.length).toBeGreaterThanOrEqual(2);
+    // Retries are warnings; only the final failure is an error, once.
+    for (const r of retries) expect(r.level).toBe('warn');
+    expect(run.lines.filter((l) => l.level === 'error')).toHaveLength(1);
     const last = run.lines.find((l) => /giving up after INIT_TIMEOUT/.test(l.msg));
     expect(last?.msg).toMatch(/ECONNREFUSED.*nothing listens at VAULT_ADDR/);
     expect(last?.reason).toBe('vault_unreachable');
@@ -148,13 +152,15 @@ describe.skipIf(!bao.available)('init: Vault unavailable and bad settings', () =
     expect(await fs.readdir(dir)).toEqual([]);
   });
 
-  it('an unreadable or empty service-account token exits 1 naming SA_TOKEN_PATH', async () => {
+  it('an unreadable or empty service-account token is bad configuration (exit 2 naming SA_TOKEN_PATH), found before Vault is called', async () => {
     const empty = path.join(work, 'empty-token');
     await fs.writeFile(empty, '\n');
-    for (const [file, text] of [[path.join(work, 'missing'), /SA_TOKEN_PATH: cannot read the service-account token at .*missing \(ENOENT\)/], [empty, /SA_TOKEN_PATH: the service-account token at .*empty-token is empty/]] as const) {
-      const run = await runAgent(['init'], cleanEnv({ ...bao.get().env, SA_TOKEN_PATH: file, CERT_DIR: await certDir() }));
-      expect(run.code).toBe(1);
-      expect(run.lines.find((l) => l.msg.startsWith('init failed'))?.msg).toMatch(text);
+    for (const [file, text] of [[path.join(work, 'missing'), /^SA_TOKEN_PATH: cannot read .*missing \(ENOENT\); check the projected service-account token volume$/], [empty, /^SA_TOKEN_PATH: cannot read .*empty-token \(empty\)/]] as const) {
+      const run = await runAgent(['init'], cleanEnv({ ...bao.get().env, VAULT_ADDR: 'http://127.0.0.1:1', SA_TOKEN_PATH: file, CERT_DIR: await certDir() }));
+      expect(run.code).toBe(2);
+      expect(run.stderr.trim()).toMatch(text);
+      // Not one request was attempted: the address above refuses connections, and nothing says so.
+      expect(run.stdout).not.toMatch(/ECONNREFUSED/);
     }
   });
 });
@@ -166,7 +172,7 @@ describe.skipIf(!bao.available)('init: TLS to Vault', () => {
     const run = await runAgent(['init'], cleanEnv({ ...tlsBao.get().env, VAULT_SKIP_VERIFY: 'false', CERT_DIR: await certDir() }));
     expect(run.code).toBe(1);
     const fail = run.lines.find((l) => l.msg.startsWith('init failed'));
-    expect(fail?.msg).toMatch(/TLS verification of Vault failed .*set VAULT_CACERT/);
+    expect(fail?.msg).toMatch(/TLS verification of VAULT_ADDR \(https:\/\/127\.0\.0\.1:\d+\) failed .*set VAULT_CACERT/);
   });
 
   it('VAULT_CACERT makes it work', async () => {

@@ -64,6 +64,7 @@ describe.skipIf(!bao.available)('secret hygiene', () => {
 
     // A run with a token we know, to search for it too.
     const token = await createToken(bao.get().api, DEV_POLICY);
+    await fs.mkdir(path.join(dir, 'second'));
     const t = await runAgent(['init'], cleanEnv({ ...env, AUTH_METHOD: 'token', VAULT_TOKEN: token, VAULT_ADDR: bao.get().server.addr, CERT_DIR: path.join(dir, 'second') }));
     expect(t.code).toBe(0);
     outputs.push(t.stdout, t.stderr);

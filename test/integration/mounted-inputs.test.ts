@@ -54,7 +54,7 @@ describe('mounted inputs that change', () => {
     const a = start(env, 'sidecar');
     await a.waitFor((l) => l.msg === 'adopted the bundle on disk');
     a.kill('SIGHUP');
-    await a.waitFor((l) => l.msg.startsWith('issuance failed') && /TLS verification of Vault failed/.test(l.msg));
+    await a.waitFor((l) => l.msg.startsWith('issuance failed') && /TLS verification of VAULT_ADDR .* failed/.test(l.msg));
     // ...then kubelet delivers the right one.
     const from = a.lines.length;
     await kubeletWrite(caDir, { 'ca.crt': tlsBao.get().server.tlsCaPem! });
@@ -116,6 +116,8 @@ describe('mounted inputs and root changes (plain HTTP Vault)', () => {
     await api.call('POST', 'rotating-pki/config/issuers', { default: rotated.data.issuer_id });
     a.kill('SIGHUP');
     const err = await a.waitFor((l) => l.reason === 'root_changed' && l.level === 'error', 30_000);
+    // Not retryable: one error line, with the cause and what the agent keeps.
+    expect(err.msg).toMatch(/keeping the current bundle; retrying in /);
     expect(err.msg).toMatch(/Vault's root "CN=Mesh Root 2027" \(SHA-256 [0-9A-F:]+\) is not the root istiod trusts in root-cert.pem \("CN=Mesh Root 2026" SHA-256 [0-9A-F:]+\)/);
     expect(await fs.readlink(path.join(dir, '..data'))).toBe(target);
     const m = (await httpGet(`http://127.0.0.1:${port}/metrics`)).text;

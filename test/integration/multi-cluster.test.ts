@@ -56,6 +56,7 @@ describe.skipIf(!bao.available)('two clusters sharing one root', () => {
 
   it('gives each cluster its own intermediate under the same root bytes', async () => {
     const dirs = clusters.map((c) => path.join(dir, `${c.name}-cacerts`));
+    for (const d of dirs) await fs.mkdir(d);
     const runs = await Promise.all(
       clusters.map(async (c, i) => {
         const token = await c.writeToken(path.join(dir, `${c.name}.jwt`));
@@ -86,6 +87,7 @@ describe.skipIf(!bao.available)('two clusters sharing one root', () => {
 
   it("refuses cluster1's istiod token at cluster2's auth mount", async () => {
     const token = await clusters[0]!.writeToken(path.join(dir, 'cross.jwt'));
+    await fs.mkdir(path.join(dir, 'cross-cacerts'));
     const run = await runAgent(['init'], cleanEnv({ ...setups[1]!.settings, SA_TOKEN_PATH: token, CERT_DIR: path.join(dir, 'cross-cacerts'), INIT_TIMEOUT: '20s' }));
     expect(run.code).toBe(1);
     const failure = run.lines.find((l) => l.level === 'error' && /^init failed/.test(l.msg));

@@ -120,6 +120,7 @@ describe.skipIf(!bao.available)('manifests/vault/setup.sh', () => {
 
   it('gives the agent, with exactly the printed settings, an intermediate under the root', async () => {
     const certDir = path.join(dir, 'certs-ok');
+    await fs.mkdir(certDir);
     const token = await cluster.writeToken(path.join(dir, 'istiod.jwt'));
     const run = await runAgent(['init'], cleanEnv({ ...first.settings, SA_TOKEN_PATH: token, CERT_DIR: certDir, KEY_TYPE: 'ec' }));
     expect(run.code, run.stdout + run.stderr).toBe(0);
@@ -142,6 +143,7 @@ describe.skipIf(!bao.available)('manifests/vault/setup.sh', () => {
   ])('refuses %s: init exits 1 naming the 403', async (_what, sa, audience) => {
     const token = await cluster.writeToken(path.join(dir, `bad-${sa.namespace}-${sa.name}-${audience}.jwt`), sa, audience);
     const certDir = path.join(dir, `certs-bad-${sa.name}-${audience}`);
+    await fs.mkdir(certDir);
     const run = await runAgent(['init'], cleanEnv({ ...first.settings, SA_TOKEN_PATH: token, CERT_DIR: certDir, INIT_TIMEOUT: '20s' }));
     expect(run.code).toBe(1);
     const failure = run.lines.find((l) => l.level === 'error' && /^init failed/.test(l.msg));

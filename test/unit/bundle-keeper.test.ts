@@ -84,7 +84,8 @@ describe('a new bundle never leaves istiod worse off', () => {
     await t.clock.waitForSleepers(1);
     expect(t.keeper.current!.intermediate.serial).toBe(current.intermediate.serial);
     expect(t.cap.lines.some((l) => /before the one istiod uses/.test(String(l.msg)))).toBe(true);
-    const keeping = t.cap.lines.find((l) => l.msg === 'keeping the current bundle; this needs a change in Vault or the settings (see the issuance failure above); will retry')!;
+    const keeping = t.cap.lines.find((l) => /^issuance failed: .*before the one istiod uses.*; keeping the current bundle; retrying in /.test(String(l.msg)))!;
+    // Not retryable: an error (a person must act), one line with the cause and the retry time.
     expect(keeping.level).toBe('error');
     // Next try: when a 2-day grant ends no earlier than the current one (within the jittered second).
     const retryAt = t.clock.now() + Number(keeping.retryInMs);
@@ -127,7 +128,13 @@ describe('retry pace', () => {
       await t.clock.waitForSleepers(1);
       await t.clock.fireNext();
     }
-    const waits = t.cap.lines.slice(seen).filter((l) => l.msg === 'keeping the current bundle; will retry').map((l) => Number(l.retryInMs));
+    const failures = t.cap.lines.slice(seen).filter((l) => String(l.msg).startsWith('issuance failed'));
+    // Nothing valid left: each failure is an error, and says it keeps nothing.
+    for (const f of failures) {
+      expect(f.level).toBe('error');
+      expect(f.keeping).toBeUndefined();
+    }
+    const waits = failures.map((l) => Number(l.retryInMs));
     expect(waits.length).toBeGreaterThanOrEqual(9);
     expect(Math.max(...waits)).toBeLessThanOrEqual(NOTHING_VALID_CAP_MS);
     expect(t.clock.now() - start).toBeLessThanOrEqual(10 * NOTHING_VALID_CAP_MS);

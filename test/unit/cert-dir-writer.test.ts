@@ -11,8 +11,10 @@ import { systemClock } from '../../src/common/clock.js';
 import { readCertDir } from '../../src/store/cert-dir-reader.js';
 import { CertDirWriter } from '../../src/store/cert-dir-writer.js';
 import { GEN_DIR } from '../../src/store/layout.js';
+import { nodeStoreFs, type StoreFs } from '../../src/store/store-fs.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
+const NAMES = ['ca-cert.pem', 'ca-key.pem', 'cert-chain.pem', 'root-cert.pem'];
 const tagged = (n: number) => ({ caKey: `key ${n}\n`, caCert: `cert ${n}\n`, certChain: `chain ${n}\n`, rootCert: `root ${n}\n` });
 const genOf = (text: string) => text.split(' ')[1]?.trim();
 
@@ -115,7 +117,7 @@ describe('CertDirWriter', () => {
     await fs.mkdir(path.join(dir, GEN_DIR, partial));
     await fs.writeFile(path.join(dir, GEN_DIR, partial, 'ca-cert.pem'), 'half');
     await fs.symlink('x', path.join(dir, GEN_DIR, '..data_tmp'));
-    expect((await w.prune([])).sort()).toEqual(['..data_tmp', partial]);
+    expect((await w.prune([])).sort()).toEqual(['.gen/..data_tmp (a symlink to x)', partial]);
     expect(await fs.readdir(path.join(dir, GEN_DIR))).toEqual([generation]);
   });
 
@@ -150,14 +152,26 @@ describe('CertDirWriter', () => {
     expect(genOf((await fs.readFile(path.join(dir, 'ca-cert.pem'), 'utf8')))).toBe('2');
   });
 
-  it('leaves the published generation untouched when writing fails', async () => {
-    const w = new CertDirWriter(dir, systemClock, 0);
-    const { generation } = await w.publish(tagged(1));
-    // Make the staging folder unwritable for a non-root user; as root, replace it with a file instead.
-    await fs.rm(path.join(dir, GEN_DIR), { recursive: true });
-    await fs.writeFile(path.join(dir, GEN_DIR), 'not a directory');
-    await expect(w.publish(tagged(2))).rejects.toMatchObject({ reason: 'write_failed' });
-    expect(await fs.readlink(path.join(dir, '..data'))).toBe(`${GEN_DIR}/${generation}`);
+  // A failed write leaving the published generation untouched, and the retry with the same files:
+  // cert-dir-preflight.test.ts ("a failed publish can be retried with the same bundle").
+
+  it('first publish: the four visible links are there before ..data appears, so one rename shows all four', async () => {
+    const seen: string[][] = [];
+    const watching: StoreFs = {
+      ...nodeStoreFs,
+      rename: async (from, to) => {
+        if (path.basename(to) === '..data') {
+          const links = await Promise.all(NAMES.map((n) => fs.readlink(path.join(dir, n)).catch(() => 'missing')));
+          seen.push([await fs.readlink(path.join(dir, '..data')).catch(() => 'no ..data'), ...links]);
+        }
+        return nodeStoreFs.rename(from, to);
+      },
+    };
+    const w = new CertDirWriter(dir, systemClock, 0, undefined, watching);
+    await w.publish(tagged(1));
+    await w.publish(tagged(2));
+    const links = NAMES.map((n) => `..data/${n}`);
+    expect(seen).toEqual([['no ..data', ...links], [expect.stringMatching(/^\.gen\//), ...links]]);
   });
 
   it('never shows a reader a missing file or a mixed generation through ..data, across 200 publishes', async () => {

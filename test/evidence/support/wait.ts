@@ -14,5 +14,7 @@ export async function nextLine(a: AgentRun, pred: (l: LogLine) => boolean, from:
 }
 
 export const isPublished = (l: LogLine) => l.msg === 'published a new intermediate';
-export const isFailure = (l: LogLine) => l.level === 'error' && String(l.msg).startsWith('issuance failed');
-export const isKeeping = (l: LogLine) => l.msg === 'keeping the current bundle; will retry';
+/** A failed attempt: one line, a warning while a retry can help, an error when a person must act. */
+export const isFailure = (l: LogLine) => (l.level === 'warn' || l.level === 'error') && String(l.msg).startsWith('issuance failed');
+/** The loop's failure line says what it keeps and when it retries (the same line as isFailure). */
+export const isKeeping = (l: LogLine) => isFailure(l) && l.retryInMs !== undefined;
