@@ -13,7 +13,7 @@ const layer = (dir, forbidden) => ({
 });
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.tools/**', 'coverage/**', 'cacerts/**', '.tmp/**'] },
+  { ignores: ['dist/**', 'node_modules/**', '.tools/**', 'coverage/**', 'cacerts/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -1,14 +1,27 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * Four tiers, each a vitest project with its own npm script; `npm test` runs them all.
+ * - unit: in-process logic in fake time (a fake Vault that really signs, an in-memory or temp-dir
+ *   writer): no network, no child processes, no servers. Seconds; the edit loop.
+ * - integration: the real thing, one concern at a time: a real OpenBao, the built agent as a child
+ *   process, local HTTP servers, real folders and mounts.
+ * - evidence: the long suites behind docs/reliability.md (fault injection, crash points, readers).
+ * - manifests: every install path rendered by the real tools (kubectl kustomize, helm, istioctl, promtool).
+ * Only the tiers that run the built agent or OpenBao get the global setup (build + find `bao`).
+ */
+const heavy = { globalSetup: ['test/global-setup.ts'], testTimeout: 60_000, hookTimeout: 60_000 };
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    globalSetup: ['test/global-setup.ts'],
     pool: 'forks',
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
     // Integration suites start their own OpenBao and agents; two cores, so keep the fan-out modest.
     maxWorkers: 2,
-    reporters: process.env.CI ? ['default'] : ['default'],
+    projects: [
+      { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'], testTimeout: 20_000 } },
+      { extends: true, test: { name: 'integration', include: ['test/integration/**/*.test.ts'], ...heavy } },
+      { extends: true, test: { name: 'evidence', include: ['test/evidence/**/*.test.ts'], ...heavy } },
+      { extends: true, test: { name: 'manifests', include: ['test/manifests/**/*.test.ts'], ...heavy } },
+    ],
   },
 });

@@ -73,6 +73,7 @@ export class BundleRefusedError extends AgentError {
 /** Two notAfter values closer than this are the same expiry (certificates carry whole seconds). */
 const SAME_SECOND_MS = 1000;
 
+
 export class BundleKeeper {
   private bundle: VerifiedBundle | undefined;
   /** root-cert.pem on disk when no valid bundle could be adopted (its bytes are still worth keeping). */
@@ -80,6 +81,7 @@ export class BundleKeeper {
   private nextRenewal: number | undefined;
   /** Accepted from the source, but its publish failed: published next time without a new fetch. */
   private unpublished: SourcedBundle | undefined;
+
 
   constructor(private readonly d: KeeperDeps) {
     d.metrics.setReadyProbe(() => this.isReady());

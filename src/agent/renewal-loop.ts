@@ -77,8 +77,11 @@ export class RenewalLoop {
       const trigger = this.trigger();
       if (trigger === undefined) {
         const now = clock.now();
-        const next = this.notBefore !== undefined && this.notBefore > now ? this.notBefore : keeper.renewAt!;
-        await this.sleep(Math.min(next, this.pollAt ?? Infinity, tidyAt), signal, seen);
+        const retrying = this.notBefore !== undefined && this.notBefore > now;
+        const wake = Math.min(retrying ? this.notBefore! : keeper.renewAt!, this.pollAt ?? Infinity, tidyAt);
+        const why = wake === tidyAt ? 'tidy' : wake === this.pollAt ? 'poll the source' : retrying ? 'retry' : 'renewal';
+        log.debug({ until: new Date(wake).toISOString(), for: why }, 'waiting');
+        await this.sleep(wake, signal, seen);
         if (this.pollAt !== undefined && clock.now() >= this.pollAt && !signal.aborted) await this.poll(signal);
         continue;
       }

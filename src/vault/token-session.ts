@@ -6,6 +6,7 @@
  */
 import * as z from 'zod/mini';
 import { AbortedError, type Clock } from '../common/clock.js';
+import { AgentError } from '../common/errors.js';
 import { login, type AuthSpec, type TokenLease } from './auth.js';
 import { VaultRequestError } from './errors.js';
 import type { VaultTransport } from './transport.js';
@@ -129,8 +130,15 @@ export class TokenSession {
       doing: 'renewing the agent token',
       token: l.token,
     });
-    const res = renewResponse.parse(raw);
-    this.log.info({ ttlSeconds: res.auth.lease_duration }, 'renewed the Vault token');
-    return { ...l, ttlSeconds: res.auth.lease_duration, renewable: res.auth.renewable, obtainedAt: this.clock.now() };
+    const res = renewResponse.safeParse(raw);
+    if (!res.success) {
+      throw new AgentError('while renewing the agent token at auth/token/renew-self: the answer has no auth.lease_duration (a proxy or a different server may be answering at VAULT_ADDR)', {
+        code: 'VAULT_INVALID_RESPONSE',
+        reason: 'invalid_response',
+        retryable: true,
+      });
+    }
+    this.log.info({ ttlSeconds: res.data.auth.lease_duration }, 'renewed the Vault token');
+    return { ...l, ttlSeconds: res.data.auth.lease_duration, renewable: res.data.auth.renewable, obtainedAt: this.clock.now() };
   }
 }

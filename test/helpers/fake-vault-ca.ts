@@ -11,8 +11,8 @@ export type Behaviour = 'ok' | Error | ((n: number) => Promise<SignIntermediateR
 
 export class FakeVaultCa implements VaultCa {
   signCalls = 0;
-  readCalls = 0;
-  closed = 0;
+  /** Sign calls that have returned or thrown (a gated one counts once released). */
+  signsSettled = 0;
   /** Per-call behaviours for sign, consumed in order; then `otherwise`. */
   queue: Behaviour[] = [];
   otherwise: Behaviour = 'ok';
@@ -25,19 +25,22 @@ export class FakeVaultCa implements VaultCa {
   constructor(public root: TestCa, private now: () => number) {}
 
   async readIssuer() {
-    this.readCalls++;
     return { certificate: this.root.pem, caChain: [this.root.pem] };
   }
 
   async signIntermediate(params: { csr: string; common_name: string; ttl: string }): Promise<SignIntermediateResult> {
     const n = ++this.signCalls;
     this.lastCsr = params.csr;
-    if (this.gate) await this.gate;
-    const b = this.queue.shift() ?? this.otherwise;
-    const r = typeof b === 'function' ? await b(n) : b;
-    if (r instanceof Error) throw r;
-    if (r !== 'ok') return r;
-    return this.sign(params.csr, this.lifetimeMs ?? Number(params.ttl.replace(/s$/, '')) * 1000);
+    try {
+      if (this.gate) await this.gate;
+      const b = this.queue.shift() ?? this.otherwise;
+      const r = typeof b === 'function' ? await b(n) : b;
+      if (r instanceof Error) throw r;
+      if (r !== 'ok') return r;
+      return await this.sign(params.csr, this.lifetimeMs ?? Number(params.ttl.replace(/s$/, '')) * 1000);
+    } finally {
+      this.signsSettled++;
+    }
   }
 
   async sign(csrPem: string, lifetimeMs: number, o: { ca?: boolean; issuer?: TestCa } = {}): Promise<SignIntermediateResult> {
@@ -69,7 +72,5 @@ export class FakeVaultCa implements VaultCa {
     return { expiresAt: undefined, renewable: false };
   }
   setCaCert() {}
-  async close() {
-    this.closed++;
-  }
+  async close() {}
 }

@@ -44,6 +44,7 @@ describe.skipIf(!bin)('dev command', () => {
     const addr = /OpenBao at (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr)?.[1];
     const tokenFile = /root token is in (\S+),/.exec(stderr)?.[1];
     expect(addr).toBeDefined();
+    expect(tokenFile).toMatch(/^\/.*root-token$/);
     await expect(fetch(`${addr}/v1/sys/health`)).rejects.toThrow();
     await expect(fs.access(tokenFile!)).rejects.toThrow();
     expect(stdout + stderr).not.toMatch(/root-[0-9a-f]{24}/);

@@ -120,9 +120,11 @@ describe.skipIf(!bao.available)('sidecar and run lifecycle', () => {
     expect(Date.now() - t0).toBeLessThan(2000);
     expect(await agentTokens()).toBe(tokensBefore - 1);
 
-    const b = start('sidecar', await freePort());
+    const b = start('sidecar', await freePort(), { LOG_LEVEL: 'debug' });
     await b.waitFor((l) => l.msg === 'adopted the bundle on disk');
-    await new Promise((r) => setTimeout(r, 1000));
+    // The loop has decided: it waits for the renewal, having signed nothing.
+    const waiting = await b.waitFor((l) => l.msg === 'waiting');
+    expect(waiting.for).toBe('renewal');
     expect(b.lines.some((l) => l.step === 'sign' || l.step === 'keygen')).toBe(false);
     expect(await fs.readlink(path.join(dir, '..data'))).toBe(target);
   });

@@ -69,7 +69,8 @@ async function outage(mode: ProxyMode, reason: string, code: string) {
 }
 
 describe.skipIf(!bao.available)('Vault outage across a renewal', () => {
-  it('connections refused: files untouched, failures counted as vault_unreachable, recovers after healing', async () => {
+  // The proxy accepts and resets at once (what a dead node behind a load balancer looks like): ECONNRESET.
+  it('connections reset: files untouched, failures counted as vault_unreachable, recovers after healing', async () => {
     await outage('refuse', 'vault_unreachable', 'ECONNRESET');
   });
 

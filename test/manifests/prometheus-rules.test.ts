@@ -178,8 +178,8 @@ describe('scrape manifests (manifests/prometheus)', () => {
   });
 
   it("the deploy manifests name the agent's container port agent-metrics, as the scrape configs select", () => {
-    const yamlFiles = (dir: string): string[] =>
-      fs.existsSync(dir) ? fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => /\.ya?ml$/.test(f)).map((f) => path.join(dir, f)) : [];
+    // A folder that vanished (renamed install paths) must fail here, not pass with nothing checked.
+    const yamlFiles = (dir: string): string[] => fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => /\.ya?ml$/.test(f)).map((f) => path.join(dir, f));
     const files = [...yamlFiles(path.resolve('manifests/kustomize')), ...yamlFiles(path.resolve('manifests/helm'))];
     let ports = 0;
     for (const file of files) {
@@ -189,7 +189,8 @@ describe('scrape manifests (manifests/prometheus)', () => {
       expect(named, file).toEqual(Array(declared).fill('agent-metrics'));
       ports += declared;
     }
-    if (files.length > 0) expect(ports, 'no containerPort 15099 in manifests/kustomize or manifests/helm').toBeGreaterThan(0);
+    expect(files.length).toBeGreaterThan(0);
+    expect(ports, 'no containerPort 15099 in manifests/kustomize or manifests/helm').toBeGreaterThan(0);
   });
 
   it.skipIf(!requireCommand('kubectl', 'install kubectl'))('kustomize renders the PodMonitor and the PrometheusRule', () => {

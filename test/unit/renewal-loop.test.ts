@@ -74,7 +74,7 @@ function setup(o: { certTtlMs?: number; renewBeforeMs?: number; random?: () => n
   return { clock, vault, cap, metrics, renewer, loop, ctl };
 }
 
-const serialOnDisk = async () => (await fs.readFile(path.join(dir, 'ca-cert.pem'), 'utf8'));
+const certOnDisk = async () => (await fs.readFile(path.join(dir, 'ca-cert.pem'), 'utf8'));
 const dataTarget = () => fs.readlink(path.join(dir, '..data'));
 
 describe('RenewalLoop (fake time)', () => {
@@ -120,7 +120,7 @@ describe('RenewalLoop (fake time)', () => {
     const running = t.loop.run(t.ctl.signal);
     await t.clock.waitForSleepers(1);
     const published = await dataTarget();
-    const content = await serialOnDisk();
+    const content = await certOnDisk();
     t.vault.otherwise = unreachable();
     await t.clock.advanceTo(t.renewer.renewAt!);
     const sleeps: number[] = [];
@@ -134,7 +134,7 @@ describe('RenewalLoop (fake time)', () => {
     // The 13th attempt has failed once the loop sleeps again.
     await t.clock.waitForSleepers(1);
     expect(await dataTarget()).toBe(published);
-    expect(await serialOnDisk()).toBe(content);
+    expect(await certOnDisk()).toBe(content);
     const m = await t.metrics.registry.getSingleMetricAsString('istiod_vault_agent_issuances_total');
     expect(m).toContain('istiod_vault_agent_issuances_total{result="failure",reason="vault_unreachable"} 13');
     // Vault heals: the next retry succeeds and the schedule resets.
@@ -236,18 +236,32 @@ describe('RenewalLoop (fake time)', () => {
     await running;
   });
 
-  it('reports istiod in sync, but "unknown" when a new intermediate expires in the same second as the previous one', async () => {
+  it('a rotation in the same second as the last issuance still ends one second later, so istiod\'s report stays conclusive', async () => {
     // A stand-in istiod that always serves what is published.
     const t: ReturnType<typeof setup> = setup({ istiodPage: () => `citadel_server_cert_chain_expiry_timestamp ${Math.floor(t.renewer.current!.intermediate.notAfter / 1000)}\n` });
     const inSync = async () => (await t.metrics.registry.getSingleMetricAsString('istiod_vault_agent_istiod_in_sync')).split('\n').find((l) => l && !l.startsWith('#'));
     const running = t.loop.run(t.ctl.signal);
     await until(() => t.cap.lines.some((l) => l.msg === 'istiod loaded the new intermediate'));
     expect(await inSync()).toBe('istiod_vault_agent_istiod_in_sync 1');
-    // Fake time stands still: the rotated intermediate gets the very same notAfter.
+    const first = t.renewer.current!.intermediate.notAfter;
+    // Fake time stands still: with CERT_TTL alone the new intermediate would end in the very same second.
     t.loop.requestRotation('test');
-    await until(() => t.vault.signCalls === 2);
+    await until(() => t.cap.lines.filter((l) => l.msg === 'istiod loaded the new intermediate').length === 2);
+    expect(t.renewer.current!.intermediate.notAfter - first).toBe(1000);
+    expect(t.cap.lines.filter((l) => l.step === 'sign').map((l) => l.ttl)).toEqual([`${30 * 24 * 3600}s`, `${30 * 24 * 3600 + 1}s`]);
+    expect(await inSync()).toBe('istiod_vault_agent_istiod_in_sync 1');
+    t.ctl.abort();
+    await running;
+  });
+
+  it('reports "unknown" when the issuer\'s expiry caps two intermediates at the same second', async () => {
+    const shortRoot = await makeRoot('CN=Expiring Root', { notAfter: new Date(Date.now() + 10 * 24 * H) });
+    const t: ReturnType<typeof setup> = setup({ certTtlMs: 30 * 24 * H, istiodPage: () => `citadel_server_cert_chain_expiry_timestamp ${Math.floor(t.renewer.current!.intermediate.notAfter / 1000)}\n` });
+    t.vault.root = shortRoot;
+    const running = t.loop.run(t.ctl.signal);
+    await until(() => t.cap.lines.some((l) => l.msg === 'istiod loaded the new intermediate'));
+    t.loop.requestRotation('test');
     await until(() => t.cap.lines.some((l) => /expires at the same second as the previous one/.test(String(l.msg))));
-    expect(await inSync()).toBeUndefined();
     t.ctl.abort();
     await running;
   });
@@ -264,7 +278,9 @@ describe('RenewalLoop (fake time)', () => {
     t.ctl.abort();
     await running;
     release();
-    await new Promise((r) => setTimeout(r, 50));
+    // The signature Vault was still working on comes back after shutdown: it must not be published.
+    await until(() => t.vault.signsSettled === 2);
+    await new Promise((r) => setImmediate(r));
     expect(await dataTarget()).toBe(published);
     expect((await fs.readdir(path.join(dir, '.gen'))).length).toBe(1);
   });

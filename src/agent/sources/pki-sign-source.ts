@@ -35,6 +35,8 @@ export interface IssueInputs {
   extraRoots: readonly CertInfo[];
   /** root-cert.pem on disk, if any: its bytes are kept; a different Vault root is refused while it protects a valid bundle. */
   published: PublishedRoots | undefined;
+  /** notAfter of the intermediate istiod uses now, if any (a new one must not end in the same second). */
+  currentNotAfter?: number;
   /** Overridable for tests; defaults to WebCrypto key generation. */
   generate?: (spec: KeySpec) => Promise<GeneratedKey>;
 }
@@ -95,7 +97,12 @@ export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promi
   if (issuerLimit <= 0) {
     throw new VerificationError(`the signing issuer "${issuerCert.subject}" expires at ${new Date(issuerLimit + now + ISSUER_EXPIRY_MARGIN_MS).toISOString()}; rotate the root in Vault`, 'ISSUER_EXPIRING');
   }
-  const requestedTtlMs = Math.min(inp.certTtlMs, issuerLimit);
+  // istiod reports what it loaded only as the intermediate's notAfter second: two rotations within one
+  // second would get the same one, and the in-sync check could not tell them apart. Then ask for a
+  // second more than CERT_TTL, so the new one ends later (unless the issuer's expiry caps both).
+  const sameSecond = inp.currentNotAfter !== undefined && Math.abs(now + inp.certTtlMs - inp.currentNotAfter) < 1000;
+  const wantedMs = sameSecond ? Math.ceil((inp.currentNotAfter! - now) / 1000) * 1000 + 1000 : inp.certTtlMs;
+  const requestedTtlMs = Math.min(wantedMs, issuerLimit);
   if (requestedTtlMs < inp.certTtlMs) {
     log.warn({ certTtl: formatDuration(inp.certTtlMs), cappedTo: formatDuration(requestedTtlMs), issuerNotAfter: new Date(issuerCert.notAfter).toISOString() }, 'CERT_TTL reaches past the issuer\'s expiry; asking for less');
   }
@@ -172,7 +179,7 @@ export function pkiSignSource(o: PkiSignSourceOptions): BundleSource {
     mints: true,
     fetch: async (req, signal) => {
       const issued = await issueBundle(
-        { vault: o.vault, clock: o.clock, log: o.log, key: o.key, subject: o.subject, certTtlMs: o.certTtlMs, signPath: o.signPath, extraRoots: o.extraRoots(), published: req.published, generate: o.generate },
+        { vault: o.vault, clock: o.clock, log: o.log, key: o.key, subject: o.subject, certTtlMs: o.certTtlMs, signPath: o.signPath, extraRoots: o.extraRoots(), published: req.published, currentNotAfter: req.current?.intermediate.notAfter, generate: o.generate },
         signal,
       );
       return { bundle: issued.bundle, requestedTtlMs: issued.requestedTtlMs, warnings: issued.warnings };
