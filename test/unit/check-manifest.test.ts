@@ -335,6 +335,13 @@ describe('check-manifest: traps', () => {
     for (const p of r.problems) expect(p).toMatch(/^[a-z-]+\/Deployment istiod(-canary)?: /);
   });
 
+  it('reports a leftover cacerts Secret once, as the Secret, not also as a wrong volume type', () => {
+    const d = nativeIstiod();
+    podOf(d).volumes[0] = { name: 'cacerts', secret: { secretName: 'cacerts', optional: true } };
+    const r = run(d);
+    expect(r.problems.filter((p) => /volume cacerts at ROOT_CA_DIR/.test(p))).toHaveLength(1);
+  });
+
   it('fails when the input has no istiod at all', () => {
     const r = run({ kind: 'ConfigMap', metadata: { name: 'x' } });
     expect(r.ok).toBe(false);
