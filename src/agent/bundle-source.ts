@@ -44,6 +44,12 @@ export interface BundleSource {
   changed?(current: VerifiedBundle | undefined, signal?: AbortSignal): Promise<boolean>;
   /** How often changed() is worth asking, in ms (jittered by the loop). */
   readonly pollIntervalMs?: number;
+  /**
+   * How the source's server looks now (cheap, unauthenticated): the loop asks every few seconds while it
+   * waits after a failure, and retries as soon as the answer changes to "up" (Vault back, a new leader
+   * elected) instead of a doubling backoff later.
+   */
+  state?(signal?: AbortSignal): Promise<{ up: boolean; fingerprint: string }>;
   /** Epoch ms at which the current Vault token expires, if known (for the metric). */
   tokenExpiresAt(): number | undefined;
   /** Releases what the source holds (revokes its Vault token, bounded). Never throws. */

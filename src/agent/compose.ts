@@ -108,7 +108,7 @@ export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics
   }
 
   const vault = createVaultCa({
-    addr: s.vaultAddr!,
+    addrs: s.vaultAddrs!,
     redirectOrigins: s.vaultRedirectOrigins,
     namespace: s.vaultNamespace,
     skipVerify: s.vaultSkipVerify,

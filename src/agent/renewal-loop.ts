@@ -18,6 +18,8 @@ import { waitForIstiod, type FetchText } from './istiod-sync.js';
 
 /** A poll interval is jittered by up to this share, earlier only. */
 const POLL_JITTER_SHARE = 0.1;
+/** While waiting to retry after Vault failed to answer, how often to look whether it is back (±20%). */
+export const PROBE_EVERY_MS = 2000;
 
 export interface LoopDeps {
   keeper: BundleKeeper;
@@ -114,7 +116,11 @@ export class RenewalLoop {
         // error when a person must act (policy, role, root, TTLs) or istiod has nothing valid left.
         const urgent = !e.retryable || !keeper.isReady();
         log[urgent ? 'error' : 'warn'](fields, `issuance failed: ${describeError(e)}${keeper.isReady() ? '; keeping the current bundle' : ''}; retrying in ${formatDuration(delay)}`);
-        await this.sleep(Math.min(this.notBefore, keeper.tidyAt ?? Infinity), signal, seen);
+        const until = Math.min(this.notBefore, keeper.tidyAt ?? Infinity);
+        // Vault did not answer (or answered 5xx): retry as soon as it is seen back, not a backoff later.
+        const outage = e.retryable && (e.reason === 'vault_unreachable' || e.reason === 'vault_error');
+        if (outage && keeper.source.state && delay > PROBE_EVERY_MS) await this.waitForVault(until, signal, seen);
+        else await this.sleep(until, signal, seen);
       }
     }
     this.sync?.abort();
@@ -160,6 +166,28 @@ export class RenewalLoop {
       if (signal.aborted) return;
       this.schedulePoll();
       log.warn({ err, source: keeper.source.name }, 'could not check the bundle source for changes; will check again');
+    }
+  }
+
+  /**
+   * Sleeps until `deadline`, but looks at Vault every PROBE_EVERY_MS meanwhile and returns early once it
+   * is up in a state it was not in at the failure (it answers again, or another leader was elected): a
+   * retry then has a chance. A Vault that stays the same (up but failing) waits the whole backoff.
+   */
+  private async waitForVault(deadline: number, signal: AbortSignal, seen: number): Promise<void> {
+    const { clock, log, random, keeper } = this.d;
+    const look = () => keeper.source.state!(signal);
+    const baseline = await look();
+    while (!signal.aborted && this.requests === seen) {
+      const next = Math.min(deadline, clock.now() + PROBE_EVERY_MS * (0.8 + 0.4 * random()));
+      await this.sleep(next, signal, seen);
+      if (clock.now() >= deadline || signal.aborted || this.requests !== seen) return;
+      const now = await look();
+      if (now.up && now.fingerprint !== baseline.fingerprint) {
+        log.info({ was: baseline.fingerprint, now: now.fingerprint }, 'Vault is back; retrying now');
+        this.notBefore = undefined;
+        return;
+      }
     }
   }
 

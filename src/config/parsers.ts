@@ -60,6 +60,22 @@ export const httpUrl: Parser<string> = (v) => {
   return url.toString().replace(/\/$/, '');
 };
 
+/**
+ * One Vault address, or several separated by commas (the nodes of an HA cluster, tried in turn when one
+ * does not answer). One scheme for all: a list must not mix TLS and plain HTTP.
+ */
+export const httpUrls: Parser<string[]> = (v, env) => {
+  const out: string[] = [];
+  for (const item of v.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const u = httpUrl(item, env);
+    if (u instanceof Bad) return u;
+    out.push(u);
+  }
+  if (out.length === 0) return new Bad('must not be empty');
+  if (new Set(out.map((u) => new URL(u).protocol)).size > 1) return new Bad('mixes https:// and http:// addresses; use one scheme for every node');
+  return out;
+};
+
 /** An http(s) URL, or empty to switch the feature off. */
 export const httpUrlOrOff: Parser<string | undefined> = (v) => {
   if (v.trim() === '') return undefined;

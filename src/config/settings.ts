@@ -7,7 +7,7 @@
  */
 import { ConfigError } from '../common/errors.js';
 import {
-  Bad, absolutePath, bool, dnsNames, duration, httpUrl, httpUrlOrOff, listenAddr, mountPath, oneOf, origins, text, wholeNumber,
+  Bad, absolutePath, bool, dnsNames, duration, httpUrls, httpUrlOrOff, listenAddr, mountPath, oneOf, origins, text, wholeNumber,
   type Parser,
 } from './parsers.js';
 
@@ -61,7 +61,7 @@ function row<const K extends string, T>(r: RowSpec<K, T>): SettingRow<K, T | und
 
 /** The settings table. Order is the order of `--help` and of docs/configuration.md. */
 export const SETTINGS = [
-  row({ env: 'VAULT_ADDR', key: 'vaultAddr', parse: httpUrl, help: 'Vault/OpenBao address (required, except for `dev`)' }),
+  row({ env: 'VAULT_ADDR', key: 'vaultAddrs', parse: httpUrls, help: 'Vault/OpenBao address (required, except for `dev`): a load-balanced address, or the nodes of an HA cluster separated by commas (tried in turn when one does not answer)' }),
   row({ env: 'VAULT_CACERT', key: 'vaultCaCert', parse: optionalText, defaultText: 'system roots', help: "PEM file of the CA that signed Vault's TLS certificate; re-read when it changes" }),
   row({ env: 'VAULT_NAMESPACE', key: 'vaultNamespace', parse: optionalText, help: 'Vault Enterprise / OpenBao namespace, sent as X-Vault-Namespace' }),
   row({ env: 'VAULT_TOKEN', key: 'vaultToken', parse: optionalText, secret: true, help: 'Vault token, only for AUTH_METHOD=token; environment only (never a flag: it would show in the process list)' }),
@@ -155,7 +155,7 @@ export function loadSettings(source: Readonly<Record<string, string | undefined>
     problems.push('VAULT_SKIP_VERIFY: true contradicts VAULT_CACERT (set only one)');
   }
   if (opts.needsVault) {
-    if (p.vaultAddr === undefined && !problems.some((x) => x.startsWith('VAULT_ADDR:'))) problems.push('VAULT_ADDR: required (e.g. https://vault.example:8200)');
+    if (p.vaultAddrs === undefined && !problems.some((x) => x.startsWith('VAULT_ADDR:'))) problems.push('VAULT_ADDR: required (e.g. https://vault.example:8200)');
     if ((p.authMethod === 'kubernetes' || p.authMethod === 'jwt') && p.authRole === undefined) {
       problems.push(`AUTH_ROLE: required for AUTH_METHOD=${p.authMethod} (the Vault role bound to istiod's service account)`);
     }

@@ -72,13 +72,17 @@ export async function setupJwtAuth(api: AdminApi, o: RoleCommon & { publicKeyPem
   });
 }
 
-/** kubernetes auth whose TokenReview goes to `kubernetesHost` (a test stand-in for the API server). */
-export async function setupKubernetesAuth(api: AdminApi, o: RoleCommon & { kubernetesHost: string; kubernetesCaPem: string }): Promise<void> {
+/**
+ * kubernetes auth whose TokenReview goes to `kubernetesHost` (a real API server or a test stand-in),
+ * authenticated with `tokenReviewerJwt` when given (else with the JWT being reviewed, as Vault does).
+ */
+export async function setupKubernetesAuth(api: AdminApi, o: RoleCommon & { kubernetesHost: string; kubernetesCaPem: string; tokenReviewerJwt?: string }): Promise<void> {
   await enableMount(api, 'auth', o.mount, { type: 'kubernetes' });
   await api.call('POST', `auth/${o.mount}/config`, {
     kubernetes_host: o.kubernetesHost,
     kubernetes_ca_cert: o.kubernetesCaPem,
     disable_local_ca_jwt: true,
+    ...(o.tokenReviewerJwt ? { token_reviewer_jwt: o.tokenReviewerJwt } : {}),
   });
   await api.call('POST', `auth/${o.mount}/role/${o.role}`, {
     bound_service_account_names: [o.sa.name],

@@ -4,7 +4,8 @@
  * origin (scheme, host, port) or an origin listed in VAULT_REDIRECT_ORIGINS (the nodes of an HA cluster
  * whose standbys redirect to the active node instead of forwarding). Only 307/308 are followed: they
  * keep the method and body, which is what a Vault standby means; 301/302/303 would turn a POST into a
- * GET, and Vault never sends them. Never from https to http, and only a few hops.
+ * GET, and Vault never sends them. Never from https to http, and only a few hops. Every address listed in
+ * VAULT_ADDR counts as VAULT_ADDR's origin.
  */
 
 export const MAX_REDIRECTS = 3;
@@ -17,9 +18,10 @@ export interface RedirectPolicy {
   decide(from: URL, status: number, location: string | undefined, hops: number): RedirectDecision;
 }
 
-export function createRedirectPolicy(vaultAddr: string, extraOrigins: readonly string[]): RedirectPolicy {
-  const home = new URL(vaultAddr).origin;
-  const origins = [home, ...extraOrigins.map((o) => new URL(o).origin).filter((o) => o !== home)];
+export function createRedirectPolicy(vaultAddrs: string | readonly string[], extraOrigins: readonly string[]): RedirectPolicy {
+  const homes = [...new Set((typeof vaultAddrs === 'string' ? [vaultAddrs] : vaultAddrs).map((a) => new URL(a).origin))];
+  const home = homes.join(', ');
+  const origins = [...homes, ...extraOrigins.map((o) => new URL(o).origin).filter((o) => !homes.includes(o))];
   return {
     origins,
     decide(from, status, location, hops) {
@@ -39,7 +41,7 @@ export function createRedirectPolicy(vaultAddr: string, extraOrigins: readonly s
       if (!origins.includes(next.origin)) {
         return {
           follow: false,
-          why: `${next.origin} is not VAULT_ADDR's origin (${home})${origins.length > 1 ? ` nor listed in VAULT_REDIRECT_ORIGINS` : ''}; if it is a node of your Vault cluster, list it in VAULT_REDIRECT_ORIGINS`,
+          why: `${next.origin} is not VAULT_ADDR's origin (${home})${origins.length > homes.length ? ` nor listed in VAULT_REDIRECT_ORIGINS` : ''}; if it is a node of your Vault cluster, list it in VAULT_REDIRECT_ORIGINS`,
         };
       }
       if (hops >= MAX_REDIRECTS) return { follow: false, why: `more than ${MAX_REDIRECTS} redirects` };

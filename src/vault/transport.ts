@@ -5,6 +5,9 @@
  * and buffer any response, however large). Hardened here and nowhere else:
  * - Redirects: only where redirect-policy.ts allows (307/308 to VAULT_ADDR's origin or
  *   VAULT_REDIRECT_ORIGINS, never https to http, a few hops); anything else is a clear, non-retryable error.
+ * - Several addresses (the nodes of an HA cluster): the one that answered last is used first; a node that
+ *   refuses or drops the connection, or is sealed (503), hands the same request to the next one, within
+ *   the same deadline.
  * - Every response body is capped (MAX_RESPONSE_BYTES) while it streams in.
  * - Every request has one deadline for all its hops (a server that trickles bytes cannot hold it), and
  *   dies with the caller's signal (shutdown, INIT_TIMEOUT).
@@ -32,6 +35,8 @@ export type HttpMethod = 'GET' | 'POST' | 'LIST';
 export const MAX_RESPONSE_BYTES = 1024 * 1024;
 /** Kept-alive sockets are closed before a typical server or load balancer would close them (5 s+). */
 const IDLE_SOCKET_MS = 4000;
+/** Failures after which the next node of VAULT_ADDR gets the same request: it never reached this one, or this one cannot serve. */
+const NEXT_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
 
 /** What the rest of src/vault asks of the transport. */
 export interface VaultTransport {
@@ -46,7 +51,8 @@ export interface VaultTransport {
 }
 
 export interface TransportOptions {
-  addr: string;
+  /** VAULT_ADDR: one address, or the nodes of a cluster. */
+  addrs: readonly string[];
   /** Origins besides VAULT_ADDR's that a 307/308 may lead to (VAULT_REDIRECT_ORIGINS). */
   redirectOrigins?: readonly string[];
   namespace: string | undefined;
@@ -88,14 +94,35 @@ function parseBody(body: Buffer): unknown {
 /** Creates the hardened transport. Never throws on construction for a reachable or unreachable address. */
 export function createVaultTransport(opts: TransportOptions): VaultTransport {
   const maxBytes = opts.maxResponseBytes ?? MAX_RESPONSE_BYTES;
-  const policy = createRedirectPolicy(opts.addr, opts.redirectOrigins ?? []);
+  const nodes = opts.addrs.map((a) => new URL(a));
+  const policy = createRedirectPolicy(opts.addrs, opts.redirectOrigins ?? []);
   let pool = agents(opts, opts.caCert);
+  /** The node that answered last: tried first. */
+  let preferred = 0;
 
-  /** node-vault's request function: one Vault call, following only the redirects the policy allows. */
+  /** node-vault's request function: one Vault call, on the nodes in turn when one cannot take it. */
   async function wire(o: NodeVaultRequest): Promise<{ statusCode: number; body: unknown; request: { path: string } }> {
+    const path = new URL(o.uri);
+    for (let n = 0; ; n++) {
+      const i = (preferred + n) % nodes.length;
+      const url = new URL(`${path.pathname}${path.search}`, nodes[i]);
+      const last = n === nodes.length - 1;
+      try {
+        const res = await follow(o, url);
+        if (res.statusCode === 503 && !last && !o.call.signal.aborted) continue;
+        preferred = i;
+        return res;
+      } catch (err) {
+        if (last || o.call.signal.aborted || !NEXT_NODE_CODES.has(String((err as { code?: unknown }).code))) throw err;
+      }
+    }
+  }
+
+  /** One call to one node, following only the redirects the policy allows. */
+  async function follow(o: NodeVaultRequest, start: URL): Promise<{ statusCode: number; body: unknown; request: { path: string } }> {
     const { ctx, signal, onTarget } = o.call;
     const body = o.json === undefined ? undefined : JSON.stringify(o.json);
-    let url = new URL(o.uri);
+    let url = start;
     for (let hops = 0; ; hops++) {
       const target = { origin: url.origin, redirected: hops > 0 };
       onTarget(target);
@@ -123,12 +150,12 @@ export function createVaultTransport(opts: TransportOptions): VaultTransport {
 
   const client = nodeVault({
     apiVersion: 'v1',
-    endpoint: opts.addr,
+    endpoint: opts.addrs[0]!,
     debug: () => {},
     'request-promise': { defaults: () => wire },
   } as nodeVault.VaultOptions);
   // The constructor falls back to process.env for these; pin them to our settings.
-  client.endpoint = opts.addr.replace(/\/$/, '');
+  client.endpoint = opts.addrs[0]!.replace(/\/$/, '');
   (client as unknown as { pathPrefix: string }).pathPrefix = '';
   (client as unknown as { token: string | undefined }).token = undefined;
   (client as unknown as { namespace: string | undefined }).namespace = opts.namespace;
@@ -147,7 +174,7 @@ export function createVaultTransport(opts: TransportOptions): VaultTransport {
       let code = 'error';
       const deadline = AbortSignal.timeout(opts.timeoutMs);
       const signal = ctx.signal ? AbortSignal.any([ctx.signal, deadline]) : deadline;
-      let target: RequestTarget = { origin: new URL(opts.addr).origin, redirected: false };
+      let target: RequestTarget = { origin: nodes[preferred]!.origin, redirected: false };
       const call = { ctx, signal, onTarget: (t: RequestTarget) => (target = t) };
       try {
         const requestOptions = { headers, call } as unknown as nodeVault.RequestOption;

@@ -6,6 +6,7 @@
 import type { Clock } from '../common/clock.js';
 import type { AuthSpec } from './auth.js';
 import { readIssuer, signIntermediate, type IssuerInfo, type SignIntermediateParams, type SignIntermediateResult } from './pki-api.js';
+import { vaultState, type VaultState } from './health.js';
 import { TokenSession, type TokenSessionLogger } from './token-session.js';
 import { createVaultTransport, type TransportOptions } from './transport.js';
 
@@ -18,6 +19,8 @@ export interface VaultCa {
   tokenExpiresAt(): number | undefined;
   /** Logs in (or looks VAULT_TOKEN up) if needed, and says when the token expires and whether it renews. */
   describeToken(signal?: AbortSignal): Promise<{ expiresAt: number | undefined; renewable: boolean }>;
+  /** How Vault looks now (unauthenticated health and leader); never throws. */
+  state(signal?: AbortSignal): Promise<VaultState>;
   /** Swaps the CA bundle used to verify Vault's TLS certificate (VAULT_CACERT changed on disk). */
   setCaCert(pem: string | undefined): void;
   /** Best-effort, bounded revoke of the token the agent created. Never throws. */
@@ -42,6 +45,7 @@ export function createVaultCa(opts: VaultCaOptions): VaultCa {
       session.withToken((token) => signIntermediate(transport, opts.signPath, { ...params, format: 'pem' }, token, signal), signal),
     tokenExpiresAt: () => session.expiresAt(),
     describeToken: (signal) => session.describe(signal),
+    state: (signal) => vaultState(transport, signal),
     setCaCert: (pem) => transport.setCaCert(pem),
     close: () => session.revoke(),
   };

@@ -73,4 +73,11 @@ export class FakeVaultCa implements VaultCa {
   }
   setCaCert() {}
   async close() {}
+  /** What state() reports (a test changes it to say Vault is back, or a new leader was elected). */
+  health = { up: true, fingerprint: 'up' };
+  healthChecks = 0;
+  async state() {
+    this.healthChecks++;
+    return { ...this.health };
+  }
 }

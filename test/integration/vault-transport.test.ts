@@ -73,8 +73,9 @@ afterEach(() => {
   vi.unstubAllEnvs();
 });
 
-function transport(o: Partial<TransportOptions> = {}) {
-  return createVaultTransport({ addr: plainAddr, namespace: undefined, skipVerify: false, caCert: undefined, timeoutMs: 2000, ...o });
+function transport(o: Partial<TransportOptions> & { addr?: string } = {}) {
+  const { addr, ...rest } = o;
+  return createVaultTransport({ addrs: [addr ?? plainAddr], namespace: undefined, skipVerify: false, caCert: undefined, timeoutMs: 2000, ...rest });
 }
 
 const ctx = { operation: 'sign' as const, method: 'POST' as const, path: 'pki/root/sign-intermediate', doing: 'signing the intermediate CSR' };
@@ -211,6 +212,28 @@ describe('Vault transport hardening', () => {
     handler = (_req, res) => json(res, 200, { data: { certificate: 'x'.repeat(4096) } });
     const err = (await transport({ maxResponseBytes: 1024 }).request(ctx).catch((e: unknown) => e)) as VaultRequestError;
     expect(err).toMatchObject({ code: 'VAULT_RESPONSE_TOO_LARGE', reason: 'invalid_response', retryable: true });
+  });
+
+  it('with several VAULT_ADDR nodes, hands a request to the next one when a node refuses or is sealed, and sticks to the one that answered', async () => {
+    const dead = 'http://127.0.0.1:1';
+    const t = transport({ addrs: [dead, plainAddr] });
+    await expect(t.request({ ...ctx, token: TOKEN })).resolves.toEqual({ data: {} });
+    await expect(t.request({ ...ctx, token: TOKEN })).resolves.toEqual({ data: {} });
+    expect(seen).toHaveLength(2);
+    // A sealed node (503) passes the request on as well.
+    const sealed = http.createServer((_req, res) => json(res, 503, { errors: ['Vault is sealed'] }));
+    const sealedAddr = `http://127.0.0.1:${await new Promise<number>((r) => sealed.listen(0, '127.0.0.1', () => r((sealed.address() as AddressInfo).port)))}`;
+    try {
+      await expect(transport({ addrs: [sealedAddr, plainAddr] }).request(ctx)).resolves.toEqual({ data: {} });
+      // All nodes sealed: the last answer is the error.
+      const err = (await transport({ addrs: [sealedAddr, sealedAddr] }).request(ctx).catch((e: unknown) => e)) as VaultRequestError;
+      expect(err).toMatchObject({ status: 503, code: 'VAULT_UNAVAILABLE', retryable: true });
+    } finally {
+      sealed.close();
+    }
+    // Every node down: the error names the last address tried.
+    const down = (await transport({ addrs: [dead, 'http://127.0.0.1:2'] }).request(ctx).catch((e: unknown) => e)) as VaultRequestError;
+    expect(down.message).toMatch(/nothing listens at VAULT_ADDR \(http:\/\/127\.0\.0\.1:2\)/);
   });
 
   it('reports each request to the latency observer with a bounded code', async () => {

@@ -76,6 +76,8 @@ describe('settings', () => {
     [{ ISTIOD_SYNC_TIMEOUT: '1ms' }, 'ISTIOD_SYNC_TIMEOUT: "1ms" is too short (ISTIOD_SYNC_TIMEOUT must be at least 1s)'],
     [{ VAULT_ADDR: 'vault.example:8200' }, 'VAULT_ADDR: "vault.example:8200" must start with http:// or https://'],
     [{ VAULT_ADDR: 'not a url' }, 'VAULT_ADDR: "not a url" is not a URL (use https://vault.example:8200)'],
+    [{ VAULT_ADDR: 'https://vault-0:8200,http://vault-1:8200' }, 'VAULT_ADDR: mixes https:// and http:// addresses; use one scheme for every node'],
+    [{ VAULT_ADDR: ' , ' }, 'VAULT_ADDR: must not be empty'],
     [{ VAULT_SKIP_VERIFY: 'maybe' }, 'VAULT_SKIP_VERIFY: "maybe" is not a boolean (use true or false)'],
     [{ ROTATE_ENDPOINT: 'on' }, 'ROTATE_ENDPOINT: "on" is not a boolean (use true or false)'],
     [{ AUTH_METHOD: 'ldap' }, 'AUTH_METHOD: "ldap" is not one of kubernetes, jwt, approle, token'],
@@ -145,7 +147,7 @@ describe('settings', () => {
   // The settings are a contract with every install: removing or renaming one breaks deployments, so the
   // list is spelled out here, and each row must really reach the Settings the agent runs with.
   const SAMPLES: Record<string, [string, unknown]> = {
-    VAULT_ADDR: ['https://vault-2.example:8200', 'https://vault-2.example:8200'],
+    VAULT_ADDR: ['https://vault-0.example:8200, https://vault-1.example:8200/', ['https://vault-0.example:8200', 'https://vault-1.example:8200']],
     VAULT_CACERT: ['/vault-ca/ca.crt', '/vault-ca/ca.crt'],
     VAULT_NAMESPACE: ['team-a', 'team-a'],
     VAULT_TOKEN: ['hvs.x', 'hvs.x'],

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MAX_TIMER_MS, WAKE_INTERVAL_MS } from '../../src/common/clock.js';
 import { AgentError } from '../../src/common/errors.js';
 import { BACKOFF_CAP_MS } from '../../src/agent/backoff.js';
-import { RenewalLoop } from '../../src/agent/renewal-loop.js';
+import { PROBE_EVERY_MS, RenewalLoop } from '../../src/agent/renewal-loop.js';
 import { BundleKeeper } from '../../src/agent/bundle-keeper.js';
 import { ensureFirstBundle } from '../../src/agent/first-bundle.js';
 import { pkiSignSource } from '../../src/agent/sources/pki-sign-source.js';
@@ -122,15 +122,20 @@ describe('RenewalLoop (fake time)', () => {
     const published = await dataTarget();
     const content = await certOnDisk();
     t.vault.otherwise = unreachable();
+    // Vault stays the same while it fails (health says up, same leader): no early wake-up.
+    const attempts: number[] = [];
+    t.vault.otherwise = () => {
+      attempts.push(t.clock.now());
+      return unreachable();
+    };
     await t.clock.advanceTo(t.renewer.renewAt!);
-    const sleeps: number[] = [];
-    for (let i = 0; i < 12; i++) {
+    while (attempts.length < 13) {
       await t.clock.waitForSleepers(1);
-      sleeps.push(t.clock.requested.at(-1)!);
       await t.clock.fireNext();
     }
+    const gaps = attempts.slice(1).map((a, i) => a - attempts[i]!);
     // random() = 0: the lower edge of equal jitter, half of 1 s, 2 s, 4 s ... capped at 5 min.
-    expect(sleeps).toEqual([500, 1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000, 150000, 150000, 150000]);
+    expect(gaps).toEqual([500, 1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000, 150000, 150000, 150000]);
     // The 13th attempt has failed once the loop sleeps again.
     await t.clock.waitForSleepers(1);
     expect(await dataTarget()).toBe(published);
@@ -139,10 +144,45 @@ describe('RenewalLoop (fake time)', () => {
     expect(m).toContain('istiod_vault_agent_issuances_total{result="failure",reason="vault_unreachable"} 13');
     // Vault heals: the next retry succeeds and the schedule resets.
     t.vault.otherwise = 'ok';
+    while ((await dataTarget()) === published) {
+      await t.clock.waitForSleepers(1);
+      await t.clock.fireNext();
+    }
+    t.ctl.abort();
+    await running;
+  });
+
+  it.each([
+    ['Vault answers again after being unreachable', { up: false, fingerprint: 'down' }, { up: true, fingerprint: 'up' }],
+    ['a new leader is elected (standbys kept naming the dead one)', { up: true, fingerprint: 'leader:http://vault-0:8200' }, { up: true, fingerprint: 'leader:http://vault-2:8200' }],
+  ])('retries within one probe interval once %s, not a doubling backoff later', async (_what, during, after) => {
+    const t = setup({ certTtlMs: 30 * 24 * H });
+    const running = t.loop.run(t.ctl.signal);
     await t.clock.waitForSleepers(1);
-    await t.clock.fireNext();
+    t.vault.health = during;
+    let failures = 0;
+    t.vault.otherwise = () => (++failures, unreachable());
+    await t.clock.advanceTo(t.renewer.renewAt!);
+    // Let the backoff grow to a minute.
+    while (failures < 8) {
+      await t.clock.waitForSleepers(1);
+      await t.clock.fireNext();
+    }
     await t.clock.waitForSleepers(1);
-    expect(await dataTarget()).not.toBe(published);
+    const backoff = Number(t.cap.lines.filter((l) => String(l.msg).startsWith('issuance failed')).at(-1)!.retryInMs);
+    expect(backoff).toBeGreaterThanOrEqual(64_000);
+    // Vault is back: the next look at it (within 2.4 s) wakes the loop, and the retry succeeds.
+    t.vault.health = after;
+    let retriedAt: number | undefined;
+    t.vault.otherwise = () => ((retriedAt = t.clock.now()), 'ok');
+    const backAt = t.clock.now();
+    while (retriedAt === undefined) {
+      await t.clock.waitForSleepers(1);
+      await t.clock.fireNext();
+    }
+    expect(retriedAt - backAt).toBeLessThanOrEqual(PROBE_EVERY_MS * 1.2);
+    await until(() => t.cap.lines.some((l) => l.msg === 'published a new intermediate' && l.trigger === 'due'));
+    expect(t.cap.lines.some((l) => l.msg === 'Vault is back; retrying now' && l.now === after.fingerprint)).toBe(true);
     t.ctl.abort();
     await running;
   });

@@ -184,6 +184,7 @@ export function pkiSignSource(o: PkiSignSourceOptions): BundleSource {
       );
       return { bundle: issued.bundle, requestedTtlMs: issued.requestedTtlMs, warnings: issued.warnings };
     },
+    state: (signal) => o.vault.state(signal),
     tokenExpiresAt: () => o.vault.tokenExpiresAt(),
     close: () => o.vault.close(),
   };
