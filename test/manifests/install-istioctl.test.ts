@@ -1,6 +1,6 @@
 /**
  * The IstioOperator overlays (manifests/istioctl) through a real `istioctl manifest generate` (istioctl
- * built from istio.io/istio, the version ISTIO_MODULE pins; its charts are Istio master): classic and
+ * built by scripts/go-tools.sh from the istio.io/istio that tools/istio pins; its charts are Istio master): classic and
  * native, for the default install, a revision (overlay renamed to istiod-<rev>, as the overlay's header
  * says), another namespace, and both. Each render passes check-manifest, carries the complete agent
  * wiring, and runs the very same agent containers and volumes as the kustomize component applied to the
@@ -14,13 +14,13 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { checkManifest } from '../../src/install/check-manifest.js';
+import { goTool } from '../helpers/go-tools.js';
 import { requireCommand } from '../helpers/tools.js';
 import { checkAgentDeployment, KUSTOMIZE_EXPECT } from './support/agent-pod.js';
-import { istioctlBin } from './support/istioctl.js';
 import { expectSound, type Render } from './support/istio-releases.js';
 import { deployments, docs, kustomize, REPO, type Obj, type Variant } from './support/render.js';
 
-const istioctl = istioctlBin();
+const istioctl = goTool('istioctl');
 const haveKubectl = requireCommand('kubectl', 'kubectl >= 1.27 (kustomize v5)');
 const OVERLAY = (v: Variant) => readFileSync(path.join(REPO, 'manifests/istioctl', `${v}.yaml`), 'utf8');
 

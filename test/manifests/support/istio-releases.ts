@@ -63,8 +63,8 @@ export function expectSound(objects: Obj[], render: Render): ManifestReport {
   return r;
 }
 
-/** The pinned Istio source that istioctl is built from; its charts are the real master charts. */
-export const ISTIO_MODULE = 'istio.io/istio@v0.0.0-20260827124520-eed52ebb66ad';
+/** The Istio source istioctl is built from (tools/istio/go.mod pins it); its charts are the real master charts. */
+export const ISTIO_MODULE = `istio.io/istio@${/^\s*istio\.io\/istio (v\S+)$/m.exec(readFileSync(path.join(REPO, 'tools/istio/go.mod'), 'utf8'))![1]}`;
 
 /**
  * Folder of the real istio-discovery chart at ISTIO_MODULE (downloaded into the Go module cache through
