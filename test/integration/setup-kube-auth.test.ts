@@ -5,7 +5,8 @@
  * settings log the agent in through the real TokenReview. Then each reason a login ends in a plain
  * "permission denied" (HTTP 403) with a real API server behind it: no reviewer token, a reviewer without
  * system:auth-delegator, a reviewer whose service account is gone, istiod's service account re-created
- * after its token was issued, and an API server Vault cannot reach.
+ * after its token was issued, and an API server Vault cannot reach. And jwt auth with the API server's
+ * own JWKS endpoint, for a Vault that cannot call TokenReview.
  */
 import fs from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
@@ -78,6 +79,24 @@ describe.skipIf(!haveKube || !bao.available)('setup.sh with a real API server', 
     const { run, certDir } = await init(settings, await token('mesh-cp', 'istiod-canary', 'vault', 'canary.jwt', '10m'), 'ok');
     expect(run.code, run.stdout + run.stderr).toBe(0);
     expect((await fs.readdir(certDir)).sort()).toEqual(expect.arrayContaining(['ca-cert.pem', 'ca-key.pem', 'cert-chain.pem', 'root-cert.pem']));
+  });
+
+  it('--auth jwt with the API server\'s JWKS (a Vault that cannot call TokenReview): TokenRequest tokens of istiod-canary log in, others are refused', async () => {
+    // What a cluster with public service-account issuer discovery allows (kubernetes docs): anonymous reads.
+    await kube().kubectl('create', 'clusterrolebinding', 'public-issuer-discovery', '--clusterrole=system:service-account-issuer-discovery', '--group=system:unauthenticated');
+    const res = await runSetup(bao.get(), [
+      '--cluster', 'realjwt', '--auth', 'jwt',
+      '--jwks-url', `${kube().url}/openid/v1/jwks`, '--jwks-ca-file', kube().caFile,
+      '--jwt-issuer', 'https://kubernetes.default.svc.cluster.local',
+      '--namespace', 'mesh-cp', '--revision', 'canary', '--pki-mount', 'kube-pki', '--root-key-type', 'ec',
+    ]);
+    expect(res.code, res.stderr).toBe(0);
+    const ok = await init(res.settings, await token('mesh-cp', 'istiod-canary', 'vault', 'jwt-canary.jwt', '10m'), 'jwt-ok');
+    expect(ok.run.code, ok.run.stdout).toBe(0);
+    await kube().kubectl('-n', 'mesh-cp', 'create', 'serviceaccount', 'intruder');
+    const bad = await init(res.settings, await token('mesh-cp', 'intruder', 'vault', 'jwt-intruder.jwt', '10m'), 'jwt-intruder');
+    expect(bad.run.code).toBe(1);
+    expect(bad.failure?.msg).toMatch(/auth\/jwt-realjwt-mesh-auth\/login: HTTP (400|403)/);
   });
 
   const denied = (f: { failure?: { msg: string; reason?: unknown } }, mount: string) => {
