@@ -230,7 +230,7 @@ function checkDeployment(d: Obj, opts: CheckManifestOptions): { problems: string
     // The token the agent logs in with.
     const tokenPath = envValue(a.c, 'SA_TOKEN_PATH');
     const tp = tokenPath.set ? tokenPath.value : tokenPathDefault;
-    if (tp && firstArg(a.c) !== undefined) {
+    if (tp) {
       const tm = list(a.c.volumeMounts).find((x) => typeof x.mountPath === 'string' && normalizeDir(x.mountPath) === path.posix.dirname(tp));
       const tv = tm ? volumes.find((v) => v.name === tm.name) : undefined;
       const sat = tv ? list(obj(tv.projected)?.sources).map((s) => obj(s.serviceAccountToken)).find((s) => s && s.path === path.posix.basename(tp)) : undefined;
