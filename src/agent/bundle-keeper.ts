@@ -70,6 +70,10 @@ export class BundleRefusedError extends AgentError {
   }
 }
 
+function sameFiles(a: BundleFiles, b: BundleFiles): boolean {
+  return a.caKey === b.caKey && a.caCert === b.caCert && a.certChain === b.certChain && a.rootCert === b.rootCert;
+}
+
 /** Two notAfter values closer than this are the same expiry (certificates carry whole seconds). */
 const SAME_SECOND_MS = 1000;
 
@@ -81,6 +85,7 @@ export class BundleKeeper {
   private nextRenewal: number | undefined;
   /** Accepted from the source, but its publish failed: published next time without a new fetch. */
   private unpublished: SourcedBundle | undefined;
+  private istiodRunning = false;
 
 
   constructor(private readonly d: KeeperDeps) {
@@ -178,9 +183,9 @@ export class BundleKeeper {
     try {
       // A CERT_DIR that cannot take the files is found before Vault signs anything.
       this.noteRemoved((await this.d.writer.prepareToPublish({ createMissing: this.d.createMissingCertDir })).removed);
-      const got = this.pendingPublish() ?? (await source.fetch({ published: this.publishedRoots(), current: this.bundle }, signal));
+      const got = this.pendingPublish() ?? (await source.fetch(this.request(trigger === 'changed' ? 'changed' : 'renew'), signal));
       if (signal?.aborted) throw new AbortedError();
-      if (!source.mints && this.bundle && got.bundle.intermediate.der.equals(this.bundle.intermediate.der)) {
+      if (this.bundle && sameFiles(got.bundle.files, this.bundle.files)) {
         log.debug({ serial: got.bundle.intermediate.serial }, 'the source holds the bundle already published');
         return 'unchanged';
       }
@@ -233,6 +238,21 @@ export class BundleKeeper {
     const done = await this.d.writer.publishIf(() => (this.bundle?.intermediate.serial === serial ? this.bundle.files : undefined), signal);
     if (!done) return;
     this.d.log.info({ generation: done.generation, serial }, 're-published the current generation');
+  }
+
+  /** istiod runs on the published files from now on (the sidecar phase): see SourceRequest.istiodRunning. */
+  markIstiodRunning(): void {
+    this.istiodRunning = true;
+  }
+
+  /** Asks the source whether it holds something that should replace what is published (see BundleSource.changed). */
+  async sourceChanged(signal?: AbortSignal): Promise<boolean> {
+    const { trigger: _t, ...req } = this.request('changed');
+    return (await this.d.source.changed?.(req, signal)) ?? false;
+  }
+
+  private request(trigger: 'renew' | 'changed') {
+    return { published: this.publishedRoots(), current: this.bundle, trigger, istiodRunning: this.istiodRunning };
   }
 
   /** Entries someone planted in the agent's own names under CERT_DIR, removed by the writer. */

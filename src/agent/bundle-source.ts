@@ -13,6 +13,16 @@ export interface SourceRequest {
   published: PublishedRoots | undefined;
   /** What istiod uses now (valid or not), so a source can tell "nothing new" from "new". */
   current: VerifiedBundle | undefined;
+  /**
+   * Why: a renewal (due, missing, rotate...) wants a new bundle; 'changed' wants only what the source
+   * says changed (a root added or removed, a switch), and may get the current bundle back.
+   */
+  trigger: 'renew' | 'changed';
+  /**
+   * istiod is running on the published files. Without ISTIO_MULTIROOT_MESH it then skips any reload whose
+   * root-cert.pem differs, so root changes wait for its next start.
+   */
+  istiodRunning: boolean;
 }
 
 export interface SourcedBundle {
@@ -41,7 +51,7 @@ export interface BundleSource {
    * For sources that change out of band: a cheap check (e.g. a KV version) telling whether fetch()
    * could return something new; undefined when the source has nothing cheaper than fetch().
    */
-  changed?(current: VerifiedBundle | undefined, signal?: AbortSignal): Promise<boolean>;
+  changed?(req: Omit<SourceRequest, 'trigger'>, signal?: AbortSignal): Promise<boolean>;
   /** How often changed() is worth asking, in ms (jittered by the loop). */
   readonly pollIntervalMs?: number;
   /**

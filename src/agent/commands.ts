@@ -106,6 +106,8 @@ async function loopUntilShutdown(ctx: ModeContext, agent: Agent, opts: { firstIs
     } else {
       await loop.adopt();
     }
+    // From here on istiod may be running on what is published (the sidecar starts beside it).
+    agent.keeper.markIstiodRunning();
     await warnTokenLifetime(ctx, agent);
     await loop.run(ctx.control.shutdown);
     ctx.log.info({}, 'shutting down');

@@ -133,6 +133,15 @@ export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics
     signPath: s.pkiSignPath,
     extraRoots: () => extraRoots,
     generate: rt.generate,
+    rotation: {
+      mode: s.rootRotation,
+      multiRoot: s.istioMultiRootMesh,
+      soakMs: s.rootSwitchSoakMs,
+      removeAfterMs: s.rootRemoveAfterMs,
+      pollIntervalMs: s.issuerPollIntervalMs,
+      istiodComparesSets: async () => false,
+      onPlan: (plan, restartRequired) => metrics.recordRootRotation({ phase: plan.phase, nextAt: plan.nextAt, restartRequired }),
+    },
   });
 
   const keeper = new BundleKeeper({

@@ -14,6 +14,9 @@ import { formatDuration } from '../common/duration.js';
 import { BACKOFF_BASE_MS, retryDelay } from './backoff.js';
 import type { BundleKeeper } from './bundle-keeper.js';
 
+/** How long `init` spends asking Vault for a root rotation when a valid bundle is already there. */
+export const ROOT_CHECK_BUDGET_MS = 5000;
+
 export type FirstBundleResult = { ok: true; issued: boolean } | { ok: false; error: AgentError; timedOut: boolean };
 
 export async function ensureFirstBundle(
@@ -23,12 +26,20 @@ export async function ensureFirstBundle(
 ): Promise<FirstBundleResult> {
   const { clock, log } = deps;
   const state = await keeper.inspect();
-  if (state.kind === 'valid' && !state.due) {
+  // Before istiod starts is when root-cert.pem may change whatever istiod's settings: a root added or
+  // removed in Vault is applied now, even to a bundle that is not due.
+  // Bounded: a Vault that does not answer must not hold istiod back when a valid bundle is there.
+  const look = AbortSignal.any([AbortSignal.timeout(ROOT_CHECK_BUDGET_MS), ...(opts.signal ? [opts.signal] : [])]);
+  const rootsPending = state.kind === 'valid' && !state.due && (await keeper.sourceChanged(look).catch((err: unknown) => {
+    log.warn({ err }, 'could not check Vault for a root rotation; keeping the roots on disk');
+    return false;
+  }));
+  if (state.kind === 'valid' && !state.due && !rootsPending) {
     const i = state.bundle.intermediate;
     log.info({ serial: i.serial, notAfter: new Date(i.notAfter).toISOString() }, 'the cert dir already holds a valid bundle that is not due; adopting it');
     return { ok: true, issued: false };
   }
-  const trigger = state.kind === 'valid' ? 'due' : state.kind === 'absent' ? 'missing' : 'invalid';
+  const trigger = rootsPending ? 'changed' : state.kind === 'valid' ? 'due' : state.kind === 'absent' ? 'missing' : 'invalid';
   if (state.kind === 'invalid') log.warn({ problem: state.problem }, 'the cert dir holds an unusable bundle; issuing a new one');
 
   const deadline = clock.now() + opts.timeoutMs;
@@ -40,7 +51,8 @@ export async function ensureFirstBundle(
   /** A due but valid bundle is still better than none: istiod starts on it. */
   const keepValid = (why: string, e: AgentError | undefined): FirstBundleResult | undefined => {
     if (state.kind !== 'valid' || !keeper.isReady()) return undefined;
-    log.warn({ reason: e?.reason }, `${why}, but the current bundle is still valid: istiod starts with it and the sidecar keeps renewing`);
+    // The one line this attempt gets: it says what failed, not only that the bundle is kept.
+    log.warn({ reason: e?.reason, code: e?.code, ...(e ? { err: e } : {}) }, `${why}${e ? ` (${describeError(e)})` : ''}, but the current bundle is still valid: istiod starts with it and the sidecar keeps renewing`);
     return { ok: true, issued: false };
   };
   const giveUp = (e: AgentError, attempts: number): FirstBundleResult => {

@@ -156,7 +156,7 @@ export class RenewalLoop {
   private async poll(signal: AbortSignal): Promise<void> {
     const { keeper, log } = this.d;
     try {
-      const changed = await keeper.source.changed!(keeper.current, signal);
+      const changed = await keeper.sourceChanged(signal);
       this.schedulePoll();
       if (changed) {
         log.info({ source: keeper.source.name }, 'the bundle source changed');

@@ -20,6 +20,8 @@ export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', '
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export const LOG_FORMATS = ['json', 'pretty'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
+export const ROOT_ROTATION_MODES = ['auto', 'hold', 'off'] as const;
+export type RootRotationMode = (typeof ROOT_ROTATION_MODES)[number];
 
 /** `<mount>/root/sign-intermediate` or `<mount>/issuer/<ref>/sign-intermediate`. */
 const SIGN_PATH = /^([A-Za-z0-9_.\-/]+?)\/(?:root|issuer\/([A-Za-z0-9_.-]+))\/sign-intermediate$/;
@@ -84,6 +86,11 @@ export const SETTINGS = [
   row({ env: 'CERT_ORGANIZATION', key: 'certOrganization', parse: text, default: 'Istio', help: 'subject O' }),
   row({ env: 'CERT_DNS_SANS', key: 'certDnsSans', parse: dnsNames, default: 'istiod.istio-system.svc', emptyMeansOff: true, help: 'comma-separated DNS SANs of the intermediate (empty for none)' }),
   row({ env: 'CERT_DIR', key: 'certDir', parse: absolutePath, default: '/etc/cacerts', help: "where the four files go (a memory emptyDir; istiod's ROOT_CA_DIR); an absolute path" }),
+  row({ env: 'ROOT_ROTATION', key: 'rootRotation', parse: oneOf(ROOT_ROTATION_MODES), default: 'auto', help: "`auto`: follow a root rotation in Vault's PKI issuers (add the new root, switch after ROOT_SWITCH_SOAK, remove the old root after ROOT_REMOVE_AFTER); `hold`: keep root-cert.pem and the signing root as they are; `off`: refuse any root change (the agent before root rotation)" }),
+  row({ env: 'ISTIO_MULTIROOT_MESH', key: 'istioMultiRootMesh', parse: bool, default: 'false', help: "set it as istiod's (true when istiod runs with ISTIO_MULTIROOT_MESH=true): then root changes are published live; otherwise only when istiod (re)starts, and the agent says when a rolling restart is due" }),
+  row({ env: 'ROOT_SWITCH_SOAK', key: 'rootSwitchSoakMs', parse: duration({ min: 1000 }), default: '25h', help: 'how long a new root is trusted before it signs (proxies must hold it first; workload certificates, and with them trust bundles, renew within 24h by default)' }),
+  row({ env: 'ROOT_REMOVE_AFTER', key: 'rootRemoveAfterMs', parse: duration({ min: 1000 }), default: '25h', help: "how long after the switch the old root stays trusted (workload certificates the old intermediate signed live 24h by default)" }),
+  row({ env: 'ISSUER_POLL_INTERVAL', key: 'issuerPollIntervalMs', parse: duration({ min: 1000 }), default: '5m', help: "how often Vault's PKI issuers are checked for a root rotation (unauthenticated reads)" }),
   row({ env: 'EXTRA_TRUST_ROOTS_FILE', key: 'extraTrustRootsFile', parse: optionalText, help: 'PEM file of extra trust anchors appended to root-cert.pem (e.g. an old root during a migration); re-read when it changes' }),
   row({ env: 'MIN_PUBLISH_INTERVAL', key: 'minPublishIntervalMs', parse: duration({ allowZero: true }), default: '2s', help: 'minimum time between two publishes into CERT_DIR; istiod reloads 100 ms after the first event, so keep it at seconds (lower only for tests)' }),
   row({ env: 'INIT_TIMEOUT', key: 'initTimeoutMs', parse: duration({ min: 1000 }), default: '5m', help: 'how long `init` keeps retrying retryable failures' }),

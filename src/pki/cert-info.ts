@@ -144,3 +144,15 @@ export function isIssuedBy(child: CertInfo, parent: CertInfo): boolean {
     return false;
   }
 }
+
+/**
+ * The CERTIFICATE blocks of `text` with their exact text (armour, base64, and the line end that follows),
+ * so a root bundle can gain or lose one certificate while every other byte stays as it was.
+ */
+export function certBlocks(text: string, where: string): { text: string; cert: CertInfo }[] {
+  const out: { text: string; cert: CertInfo }[] = [];
+  for (const m of text.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----[ \t]*(?:\r?\n)?/g)) {
+    out.push({ text: m[0], cert: certsFromPem(m[0], where)[0]! });
+  }
+  return out;
+}

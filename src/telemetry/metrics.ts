@@ -34,6 +34,9 @@ export class AgentMetrics {
   private readonly grantedTtl: Gauge;
   private readonly istiodInSync: Gauge;
   private readonly tokenExpiration: Gauge;
+  private readonly rotationPhase: Gauge<'phase'>;
+  private readonly rotationNextStep: Gauge;
+  private readonly rotationRestartRequired: Gauge;
 
   private readyProbe: () => boolean = () => false;
 
@@ -71,10 +74,15 @@ export class AgentMetrics {
     this.istiodInSync = new Gauge({ name: `${p}istiod_in_sync`, help: "1 when istiod reports the published intermediate's expiry, 0 when it does not; absent when unknown", registers: r });
     this.tokenExpiration = new Gauge({ name: `${p}vault_token_expiration_timestamp_seconds`, help: "Expiry of the agent's Vault token, as a Unix timestamp", registers: r });
 
+    this.rotationPhase = new Gauge({ name: `${p}root_rotation_phase`, help: 'Root rotation phase of what is published (steady, added, switched, held): 1 for the current phase', labelNames: ['phase'], registers: r });
+    this.rotationNextStep = new Gauge({ name: `${p}root_rotation_next_step_timestamp_seconds`, help: 'When the root rotation moves on by itself (end of the soak, removal of the old root), as a Unix timestamp; absent when nothing is scheduled', registers: r });
+    this.rotationRestartRequired = new Gauge({ name: `${p}root_rotation_restart_required`, help: '1 when a root change is waiting for istiod to restart (istiod runs without ISTIO_MULTIROOT_MESH)', registers: r });
+
     this.buildInfo.set({ version }, 1);
     // An unlabelled gauge reads 0 until set, which would claim "out of sync" or "expired in 1970":
     // absent until known.
-    for (const g of [this.renewalTime, this.lastSuccess, this.requestedTtl, this.grantedTtl, this.istiodInSync, this.tokenExpiration]) g.remove();
+    for (const g of [this.renewalTime, this.lastSuccess, this.requestedTtl, this.grantedTtl, this.istiodInSync, this.tokenExpiration, this.rotationNextStep]) g.remove();
+    this.rotationRestartRequired.set(0);
     this.issuances.inc({ result: 'success', reason: 'none' }, 0);
     for (const reason of FAILURE_REASONS) this.issuances.inc({ result: 'failure', reason }, 0);
     // prom-client samples event-loop delay every 10 ms by default: a timer waking an otherwise idle
@@ -119,6 +127,15 @@ export class AgentMetrics {
   recordIstiodSync(state: boolean | undefined): void {
     if (state === undefined) this.istiodInSync.remove();
     else this.istiodInSync.set(state ? 1 : 0);
+  }
+
+  /** Where a root rotation stands (see src/agent/root-rotation.ts). */
+  recordRootRotation(o: { phase: string; nextAt: number | undefined; restartRequired: boolean }): void {
+    this.rotationPhase.reset();
+    this.rotationPhase.set({ phase: o.phase }, 1);
+    if (o.nextAt === undefined) this.rotationNextStep.remove();
+    else this.rotationNextStep.set(o.nextAt / 1000);
+    this.rotationRestartRequired.set(o.restartRequired ? 1 : 0);
   }
 
   private describe(b: BundleFacts): void {

@@ -34,6 +34,13 @@ export interface IssuerInfo {
   caChain: string[];
 }
 
+/** One issuer of a PKI mount, as `LIST <mount>/issuers` and `<mount>/issuer/<id>/json` describe it. */
+export interface IssuerEntry extends IssuerInfo {
+  id: string;
+  name: string;
+  isDefault: boolean;
+}
+
 const pemString = z.string().check(z.minLength(1), z.maxLength(1_000_000));
 
 const signResponse = z.object({
@@ -44,6 +51,16 @@ const signResponse = z.object({
     serial_number: z.optional(z.string().check(z.maxLength(200))),
   }),
   warnings: z.nullish(z.array(z.string())),
+});
+
+/** A mount has a handful of issuers; a few dozen is already unusual. */
+const MAX_ISSUERS = 32;
+
+const issuerListResponse = z.object({
+  data: z.object({
+    keys: z.array(z.string().check(z.maxLength(100))).check(z.maxLength(MAX_ISSUERS)),
+    key_info: z.record(z.string(), z.object({ is_default: z.optional(z.boolean()), issuer_name: z.optional(z.string()) })),
+  }),
 });
 
 const issuerResponse = z.object({
@@ -103,7 +120,7 @@ export async function signIntermediate(
  * sent anyway: for a mount that does not exist Vault answers an anonymous request with a bare 403,
  * while an authenticated one gets the ACL's verdict or a 404 that can name the wrong setting.
  */
-export async function readIssuer(transport: VaultTransport, mount: string, issuerRef: string, token: string, signal?: AbortSignal): Promise<IssuerInfo> {
+export async function readIssuer(transport: VaultTransport, mount: string, issuerRef: string, token: string | undefined, signal?: AbortSignal): Promise<IssuerInfo> {
   const path = `${mount}/issuer/${issuerRef}/json`;
   const doing = "reading the signing issuer's certificate";
   const raw = await transport.request({
@@ -119,4 +136,32 @@ export async function readIssuer(transport: VaultTransport, mount: string, issue
   const res = issuerResponse.safeParse(raw);
   if (!res.success) throw invalid(doing, path, firstIssue(res.error));
   return { certificate: res.data.data.certificate, caChain: res.data.data.ca_chain ?? [] };
+}
+
+/**
+ * Every issuer of `mount` with its certificate: `LIST <mount>/issuers`, then `issuer/<id>/json` for each
+ * (both unauthenticated in Vault and OpenBao, so a poll needs no login).
+ */
+export async function listIssuers(transport: VaultTransport, mount: string, token: string | undefined, signal?: AbortSignal): Promise<IssuerEntry[]> {
+  const path = `${mount}/issuers`;
+  const doing = 'listing the PKI issuers';
+  const raw = await transport.request({
+    operation: 'read_issuer',
+    method: 'LIST',
+    path,
+    doing,
+    token,
+    signal,
+    deniedHint: `Vault answers 403 for a PKI mount that does not exist: check that "${mount}" in PKI_SIGN_PATH is the PKI mount`,
+    notFoundHint: `no issuers at mount "${mount}": check PKI_SIGN_PATH`,
+  });
+  const res = issuerListResponse.safeParse(raw);
+  if (!res.success) throw invalid(doing, path, firstIssue(res.error));
+  const out: IssuerEntry[] = [];
+  for (const id of res.data.data.keys) {
+    const info = res.data.data.key_info[id];
+    const cert = await readIssuer(transport, mount, id, token, signal);
+    out.push({ id, name: info?.issuer_name ?? '', isDefault: info?.is_default === true, ...cert });
+  }
+  return out;
 }

@@ -5,16 +5,24 @@
  */
 import type { Clock } from '../common/clock.js';
 import type { AuthSpec } from './auth.js';
-import { readIssuer, signIntermediate, type IssuerInfo, type SignIntermediateParams, type SignIntermediateResult } from './pki-api.js';
+import { listIssuers, readIssuer, signIntermediate, type IssuerEntry, type IssuerInfo, type SignIntermediateParams, type SignIntermediateResult } from './pki-api.js';
 import { vaultState, type VaultState } from './health.js';
 import { TokenSession, type TokenSessionLogger } from './token-session.js';
 import { createVaultTransport, type TransportOptions } from './transport.js';
 
 export interface VaultCa {
-  /** Certificate and chain of the issuer that PKI_SIGN_PATH signs with (logs in if needed). */
-  readIssuer(signal?: AbortSignal): Promise<IssuerInfo>;
-  /** Logs in if needed and signs. Throws VaultRequestError / AgentError with reason and retryable set. */
-  signIntermediate(params: Omit<SignIntermediateParams, 'format'>, signal?: AbortSignal): Promise<SignIntermediateResult>;
+  /** Certificate and chain of the issuer PKI_SIGN_PATH signs with, or of issuer `ref` (logs in if needed). */
+  readIssuer(signal?: AbortSignal, ref?: string): Promise<IssuerInfo>;
+  /** Every issuer of the PKI mount (for root rotation). */
+  listIssuers(signal?: AbortSignal): Promise<IssuerEntry[]>;
+  /**
+   * Logs in if needed and signs, at PKI_SIGN_PATH or, with `issuerId`, at `<mount>/issuer/<id>/sign-intermediate`
+   * (a root rotation keeps signing with the old root until the new one may sign).
+   * Throws VaultRequestError / AgentError with reason and retryable set.
+   */
+  signIntermediate(params: Omit<SignIntermediateParams, 'format'>, signal?: AbortSignal, issuerId?: string): Promise<SignIntermediateResult>;
+  /** The issuer reference PKI_SIGN_PATH names ("default" for `<mount>/root/sign-intermediate`). */
+  readonly signerRef: string;
   /** Epoch ms at which the current Vault token expires, if known. */
   tokenExpiresAt(): number | undefined;
   /** Logs in (or looks VAULT_TOKEN up) if needed, and says when the token expires and whether it renews. */
@@ -40,9 +48,14 @@ export function createVaultCa(opts: VaultCaOptions): VaultCa {
   const transport = createVaultTransport(opts);
   const session = new TokenSession(transport, opts.auth, opts.clock, opts.log);
   return {
-    readIssuer: (signal) => session.withToken((token) => readIssuer(transport, opts.pkiMount, opts.issuerRef, token, signal), signal),
-    signIntermediate: (params, signal) =>
-      session.withToken((token) => signIntermediate(transport, opts.signPath, { ...params, format: 'pem' }, token, signal), signal),
+    readIssuer: (signal, ref) => session.withToken((token) => readIssuer(transport, opts.pkiMount, ref ?? opts.issuerRef, token, signal), signal),
+    // Unauthenticated (both reads are, in Vault and OpenBao): polled for root rotations without a login.
+    listIssuers: (signal) => listIssuers(transport, opts.pkiMount, undefined, signal),
+    signIntermediate: (params, signal, issuerId) => {
+      const path = issuerId === undefined ? opts.signPath : `${opts.pkiMount}/issuer/${issuerId}/sign-intermediate`;
+      return session.withToken((token) => signIntermediate(transport, path, { ...params, format: 'pem' }, token, signal), signal);
+    },
+    signerRef: opts.issuerRef,
     tokenExpiresAt: () => session.expiresAt(),
     describeToken: (signal) => session.describe(signal),
     state: (signal) => vaultState(transport, signal),

@@ -9,7 +9,22 @@ import type { TestCa } from './test-pki.js';
 
 export type Behaviour = 'ok' | Error | ((n: number) => Promise<SignIntermediateResult> | SignIntermediateResult | Error | 'ok');
 
+/** An issuer of the fake PKI mount. */
+export interface FakeIssuer {
+  id: string;
+  name: string;
+  ca: TestCa;
+  /** The issuer's chain above it (empty for a root). */
+  chain?: TestCa[];
+}
+
 export class FakeVaultCa implements VaultCa {
+  /** The mount's issuers; `defaultId` names the default one (root/sign-intermediate signs with it). */
+  issuers: FakeIssuer[];
+  defaultId: string;
+  readonly signerRef = 'default';
+  /** Issuer id of each sign call, in order (undefined: the default path). */
+  signedWith: (string | undefined)[] = [];
   signCalls = 0;
   /** Sign calls that have returned or thrown (a gated one counts once released). */
   signsSettled = 0;
@@ -22,22 +37,46 @@ export class FakeVaultCa implements VaultCa {
   /** CSR of the latest sign call (a queued behaviour can sign it itself, e.g. to add warnings). */
   lastCsr: string | undefined;
 
-  constructor(public root: TestCa, private now: () => number) {}
-
-  async readIssuer() {
-    return { certificate: this.root.pem, caChain: [this.root.pem] };
+  constructor(root: TestCa, private now: () => number) {
+    this.issuers = [{ id: 'root-1', name: 'root-1', ca: root }];
+    this.defaultId = 'root-1';
   }
 
-  async signIntermediate(params: { csr: string; common_name: string; ttl: string }): Promise<SignIntermediateResult> {
+  /** The default issuer's CA; setting it replaces that issuer's key and certificate (a rotated root). */
+  get root(): TestCa {
+    return this.issuer(this.defaultId).ca;
+  }
+  set root(ca: TestCa) {
+    this.issuer(this.defaultId).ca = ca;
+  }
+
+  private issuer(id: string): FakeIssuer {
+    const i = this.issuers.find((x) => x.id === id || x.name === id);
+    if (!i) throw new Error(`fake Vault: no issuer ${id}`);
+    return i;
+  }
+
+  async readIssuer(_signal?: AbortSignal, ref?: string) {
+    const i = this.issuer(ref ?? this.defaultId);
+    return { certificate: i.ca.pem, caChain: [i.ca.pem, ...(i.chain ?? []).map((c) => c.pem)] };
+  }
+
+  async listIssuers() {
+    return this.issuers.map((i) => ({ id: i.id, name: i.name, isDefault: i.id === this.defaultId, certificate: i.ca.pem, caChain: [i.ca.pem, ...(i.chain ?? []).map((c) => c.pem)] }));
+  }
+
+  async signIntermediate(params: { csr: string; common_name: string; ttl: string }, _signal?: AbortSignal, issuerId?: string): Promise<SignIntermediateResult> {
     const n = ++this.signCalls;
     this.lastCsr = params.csr;
+    this.signedWith.push(issuerId);
+    const issuer = this.issuer(issuerId ?? this.defaultId).ca;
     try {
       if (this.gate) await this.gate;
       const b = this.queue.shift() ?? this.otherwise;
       const r = typeof b === 'function' ? await b(n) : b;
       if (r instanceof Error) throw r;
       if (r !== 'ok') return r;
-      return await this.sign(params.csr, this.lifetimeMs ?? Number(params.ttl.replace(/s$/, '')) * 1000);
+      return await this.sign(params.csr, this.lifetimeMs ?? Number(params.ttl.replace(/s$/, '')) * 1000, { issuer });
     } finally {
       this.signsSettled++;
     }

@@ -170,6 +170,11 @@ describe('settings', () => {
     CERT_ORGANIZATION: ['Example', 'Example'],
     CERT_DNS_SANS: ['istiod.mesh-cp.svc', ['istiod.mesh-cp.svc']],
     CERT_DIR: ['/var/run/cacerts', '/var/run/cacerts'],
+    ROOT_ROTATION: ['hold', 'hold'],
+    ISTIO_MULTIROOT_MESH: ['true', true],
+    ROOT_SWITCH_SOAK: ['48h', 48 * 3_600_000],
+    ROOT_REMOVE_AFTER: ['30h', 30 * 3_600_000],
+    ISSUER_POLL_INTERVAL: ['1m', 60_000],
     EXTRA_TRUST_ROOTS_FILE: ['/extra/roots.pem', '/extra/roots.pem'],
     MIN_PUBLISH_INTERVAL: ['5s', 5000],
     INIT_TIMEOUT: ['1m', 60_000],
@@ -194,6 +199,17 @@ describe('settings', () => {
     if (env === 'VAULT_TOKEN') return; // never a flag
     const { source } = mergeFlags(base, [`--${env.toLowerCase().replace(/_/g, '-')}=${raw}`]);
     expect((loadSettings(source, { needsVault: false }) as Record<string, unknown>)[field]).toEqual(want);
+  });
+
+  it.each([
+    [{ VAULT_ADDR: 'ftp://agent:s3cret-pw@vault:8200' }, 'VAULT_ADDR: "ftp://<user:password>@vault:8200" must start with http:// or https://'],
+    [{ VAULT_REDIRECT_ORIGINS: 'https://agent:s3cret-pw@vault-1:8200' }, 'VAULT_REDIRECT_ORIGINS: "https://<user:password>@vault-1:8200" must be an origin only (scheme://host:port)'],
+    [{ VAULT_ADDR: 'http//agent:s3cret-pw@vault' }, 'VAULT_ADDR: "http//<hidden>@vault" is not a URL (use https://vault.example:8200)'],
+    [{ ISTIOD_METRICS_URL: 'x://u:s3cret-pw@istiod' }, 'ISTIOD_METRICS_URL: "x://<user:password>@istiod" is not an http(s) URL (or empty to disable)'],
+  ])('a refused address never echoes its password: %o', (env, line) => {
+    const p = problems({ ...BASE, ...env });
+    expect(p).toContain(line);
+    expect(p.join('\n')).not.toContain('s3cret-pw');
   });
 
   it('refuses a relative CERT_DIR (it would depend on the container\'s working directory)', () => {

@@ -15,10 +15,11 @@ import { certsFromPem, type CertInfo } from '../../pki/cert-info.js';
 import { assembleChain, buildPath } from '../../pki/chain.js';
 import { buildCsr, subjectDn, type SubjectSpec } from '../../pki/csr.js';
 import { generateKey, type GeneratedKey, type KeySpec } from '../../pki/keys.js';
-import { chooseRootCert, type PublishedRoots } from '../../pki/trust-roots.js';
+import { RootChangedError, chooseRootCert, type PublishedRoots } from '../../pki/trust-roots.js';
 import { verifyBundle } from '../../pki/verify.js';
 import type { VaultCa } from '../../vault/vault-ca.js';
-import type { BundleSource } from '../bundle-source.js';
+import type { BundleSource, SourceRequest } from '../bundle-source.js';
+import { planRoots, type RootPlan, type VaultRoot } from '../root-rotation.js';
 
 /** Never ask for a lifetime that ends closer than this to the issuer's own expiry. */
 export const ISSUER_EXPIRY_MARGIN_MS = 60_000;
@@ -37,6 +38,12 @@ export interface IssueInputs {
   published: PublishedRoots | undefined;
   /** notAfter of the intermediate istiod uses now, if any (a new one must not end in the same second). */
   currentNotAfter?: number;
+  /**
+   * Root rotation's decision (src/agent/root-rotation.ts): sign with issuer `signerIssuerId` (undefined:
+   * PKI_SIGN_PATH), publish `rootBytes`, and the chain must end at `expectedRoot`. Without it a root
+   * different from the published one is refused (ROOT_ROTATION=off).
+   */
+  roots?: { signerIssuerId: string | undefined; rootBytes: string; expectedRoot: CertInfo };
   /** Overridable for tests; defaults to WebCrypto key generation. */
   generate?: (spec: KeySpec) => Promise<GeneratedKey>;
 }
@@ -46,6 +53,13 @@ export interface IssuedBundle {
   requestedTtlMs: number;
   grantedMs: number;
   warnings: readonly string[];
+}
+
+/** The chain must end at the root the rotation plan chose; anything else is a root change nobody planned. */
+function expectRoot(root: CertInfo, expected: CertInfo): void {
+  if (!root.der.equals(expected.der)) {
+    throw new RootChangedError(root, [expected]);
+  }
 }
 
 /** At most this many distinct warnings are logged per answer, each cut to WARNING_MAX_CHARS. */
@@ -84,13 +98,15 @@ async function timed<T>(log: Logger, step: string, fields: object, fn: () => Pro
 export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promise<IssuedBundle> {
   const { vault, clock, log } = inp;
 
-  const issuer = await timed(log, 'read_issuer', {}, () => raceAbort(vault.readIssuer(signal), signal));
+  const signerId = inp.roots?.signerIssuerId;
+  const issuer = await timed(log, 'read_issuer', signerId ? { issuer: signerId } : {}, () => raceAbort(vault.readIssuer(signal, signerId), signal));
   const issuerCert = certsFromPem(issuer.certificate, "the issuer certificate in Vault's answer")[0]!;
-  const trusted = inp.published?.roots ?? [];
+  const trusted = inp.roots ? [inp.roots.expectedRoot] : (inp.published?.roots ?? []);
   const issuerPath = buildPath(issuerCert, issuer.caChain.flatMap((p, i) => certsFromPem(p, `issuer ca_chain[${i}]`)), trusted);
   const vaultRoot = issuerPath[issuerPath.length - 1]!;
-  // Fail before signing when the root changed: a new intermediate under another root is unusable.
-  chooseRootCert(vaultRoot, inp.extraRoots, inp.published);
+  // Fail before signing when the root is not the one expected: a new intermediate under it is unusable.
+  if (inp.roots) expectRoot(vaultRoot, inp.roots.expectedRoot);
+  else chooseRootCert(vaultRoot, inp.extraRoots, inp.published);
 
   const now = clock.now();
   const issuerLimit = Math.min(...issuerPath.map((c) => c.notAfter)) - now - ISSUER_EXPIRY_MARGIN_MS;
@@ -126,6 +142,7 @@ export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promi
           use_csr_values: false,
         },
         signal,
+        signerId,
       ),
       signal,
     ),
@@ -134,7 +151,8 @@ export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promi
 
   const bundle = await timed(log, 'verify', {}, async () => {
     const assembled = assembleChain(signed, trusted);
-    const root = chooseRootCert(assembled.root, inp.extraRoots, inp.published);
+    if (inp.roots) expectRoot(assembled.root, inp.roots.expectedRoot);
+    const root = inp.roots ? { rootCert: inp.roots.rootBytes, replacedRoots: false, extrasPending: false } : chooseRootCert(assembled.root, inp.extraRoots, inp.published);
     const verified = verifyBundle(
       {
         caKey: key.privateKeyPem,
@@ -172,18 +190,115 @@ export interface PkiSignSourceOptions {
   generate?: (spec: KeySpec) => Promise<GeneratedKey>;
 }
 
-/** The sign-intermediate source: every fetch mints a new intermediate. */
-export function pkiSignSource(o: PkiSignSourceOptions): BundleSource {
+/** How the PKI source follows a root rotation in Vault (ROOT_ROTATION and friends). */
+export interface RotationOptions {
+  mode: 'auto' | 'hold' | 'off';
+  /** istiod runs with ISTIO_MULTIROOT_MESH=true: root changes may be published while it runs. */
+  multiRoot: boolean;
+  soakMs: number;
+  removeAfterMs: number;
+  pollIntervalMs: number;
+  /** True when istiod compares root bundles as sets (>= 1.30), so a reorder at the switch makes it push. */
+  istiodComparesSets: () => Promise<boolean>;
+  /** Told of every plan (for the metrics). `restartRequired`: a root change waits for istiod's restart. */
+  onPlan?: (plan: RootPlan, restartRequired: boolean) => void;
+}
+
+/**
+ * Vault's roots as the rotation plan sees them: the distinct roots the mount's issuers chain to, each
+ * with the issuer to sign with for it (the PKI_SIGN_PATH issuer when it chains there, else the root's
+ * own issuer), and the root of the PKI_SIGN_PATH issuer (the target).
+ */
+async function vaultRoots(vault: VaultCa, signal: AbortSignal | undefined): Promise<{ roots: VaultRoot[]; target: VaultRoot }> {
+  const issuers = await vault.listIssuers(signal);
+  const ref = vault.signerRef;
+  const signer = issuers.find((i) => (ref === 'default' ? i.isDefault : i.id === ref || i.name === ref));
+  if (!signer) {
+    throw new VerificationError(`the PKI mount has no issuer "${ref}" (PKI_SIGN_PATH); its issuers: ${issuers.map((i) => i.name || i.id).join(', ') || 'none'}`, 'SIGNER_MISSING');
+  }
+  const roots: VaultRoot[] = [];
+  let target: VaultRoot | undefined;
+  for (const iss of [signer, ...issuers.filter((i) => i !== signer)]) {
+    const cert = certsFromPem(iss.certificate, `issuer ${iss.id} in Vault's answer`)[0]!;
+    const path = buildPath(cert, iss.caChain.flatMap((p, n) => certsFromPem(p, `issuer ${iss.id} ca_chain[${n}]`)));
+    const root = path[path.length - 1]!;
+    let r = roots.find((x) => x.cert.der.equals(root.der));
+    if (!r) roots.push((r = { id: iss.id, name: iss.name, cert: root }));
+    else if (cert.selfSigned && r.id !== signer.id) r.id = iss.id;
+    if (iss === signer) target = r;
+  }
+  return { roots, target: target! };
+}
+
+/** The sign-intermediate source: every renewal mints a new intermediate; it also follows a root rotation. */
+export function pkiSignSource(o: PkiSignSourceOptions & { rotation?: RotationOptions }): BundleSource {
+  const rot = o.rotation;
+  const following = rot !== undefined && rot.mode !== 'off';
+  let lastNotes = '';
+  /** What the plan does, said once per change rather than at every poll. */
+  const tell = (p: RootPlan, restartRequired: boolean) => {
+    const notes = [...p.notes, ...(restartRequired ? ['istiod runs without ISTIO_MULTIROOT_MESH and would skip this root-cert.pem change: a rolling restart of istiod applies it (kubectl rollout restart deployment/<istiod>); until then nothing changes'] : [])];
+    if (notes.join('\n') === lastNotes) return;
+    lastNotes = notes.join('\n');
+    if (notes.length) o.log[restartRequired ? 'warn' : 'info']({ phase: p.phase, nextStepAt: p.nextAt === undefined ? undefined : new Date(p.nextAt).toISOString(), restartRequired, notes }, `root rotation: ${notes[0]}`);
+  };
+
+  /** The plan now, and the root-cert.pem bytes that may be published now. */
+  const plan = async (req: Omit<SourceRequest, 'trigger'>, signal?: AbortSignal) => {
+    const { roots, target } = await vaultRoots(o.vault, signal);
+    const current = req.current && req.published?.enforce ? req.current : undefined;
+    const p = planRoots({
+      now: o.clock.now(),
+      vaultRoots: roots,
+      target,
+      published: current && req.published ? { bytes: req.published.bytes, roots: req.published.roots } : undefined,
+      anchor: current?.anchor,
+      currentNotBefore: current?.intermediate.notBefore,
+      extraRoots: o.extraRoots(),
+      soakMs: rot!.soakMs,
+      removeAfterMs: rot!.removeAfterMs,
+      reorderOnSwitch: rot!.multiRoot && (await rot!.istiodComparesSets().catch(() => false)),
+      hold: rot!.mode === 'hold',
+    });
+    // Without multi-root, a running istiod skips any reload whose root-cert.pem changed: keep the bytes
+    // it runs on while they still anchor the intermediate to come.
+    const waitForRestart = !rot!.multiRoot && req.istiodRunning && req.published !== undefined && req.published.roots.some((r) => r.der.equals(p.signWith.cert.der));
+    const rootBytes = waitForRestart ? req.published!.bytes : p.rootBytes;
+    const restartRequired = waitForRestart && p.rootsChange;
+    tell(p, restartRequired);
+    rot!.onPlan?.(p, restartRequired);
+    return { plan: p, rootBytes, target };
+  };
+
   return {
     name: 'pki-sign',
     mints: true,
+    ...(following ? { pollIntervalMs: rot.pollIntervalMs } : {}),
     fetch: async (req, signal) => {
-      const issued = await issueBundle(
-        { vault: o.vault, clock: o.clock, log: o.log, key: o.key, subject: o.subject, certTtlMs: o.certTtlMs, signPath: o.signPath, extraRoots: o.extraRoots(), published: req.published, currentNotAfter: req.current?.intermediate.notAfter, generate: o.generate },
-        signal,
-      );
+      const base = { vault: o.vault, clock: o.clock, log: o.log, key: o.key, subject: o.subject, certTtlMs: o.certTtlMs, signPath: o.signPath, extraRoots: o.extraRoots(), published: req.published, currentNotAfter: req.current?.intermediate.notAfter, generate: o.generate };
+      if (!following) {
+        const issued = await issueBundle(base, signal);
+        return { bundle: issued.bundle, requestedTtlMs: issued.requestedTtlMs, warnings: issued.warnings };
+      }
+      const { plan: p, rootBytes, target } = await plan(req, signal);
+      const current = req.current && req.published?.enforce ? req.current : undefined;
+      if (req.trigger === 'changed' && !p.mintNow && current) {
+        // A root added or removed: the same intermediate under the new root-cert.pem.
+        if (rootBytes === current.files.rootCert) return { bundle: current };
+        return { bundle: verifyBundle({ ...current.files, rootCert: rootBytes }, { now: o.clock.now() }) };
+      }
+      const signerIssuerId = p.signWith.cert.der.equals(target.cert.der) ? undefined : p.signWith.id;
+      const issued = await issueBundle({ ...base, roots: { signerIssuerId, rootBytes, expectedRoot: p.signWith.cert } }, signal);
       return { bundle: issued.bundle, requestedTtlMs: issued.requestedTtlMs, warnings: issued.warnings };
     },
+    ...(following
+      ? {
+          changed: async (req: Omit<SourceRequest, 'trigger'>, signal?: AbortSignal) => {
+            const { plan: p, rootBytes } = await plan(req, signal);
+            return p.mintNow || (req.current !== undefined && req.published?.enforce === true && rootBytes !== req.current.files.rootCert);
+          },
+        }
+      : {}),
     state: (signal) => o.vault.state(signal),
     tokenExpiresAt: () => o.vault.tokenExpiresAt(),
     close: () => o.vault.close(),
