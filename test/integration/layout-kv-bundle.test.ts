@@ -37,11 +37,18 @@ const GUIDE = 'docs/migrate/vault-agent-injector-kv.md';
 
 let work: string;
 let made = 0;
+/** Every intermediate made, to check that none of their keys reached a log. */
+const made_: MadeIntermediate[] = [];
+
+/** The base64 body of a PEM key (what would show if it leaked, whatever the framing). */
+const keyBody = (pem: string) => pem.split('\n').filter((l) => l && !l.startsWith('-----')).join('').slice(0, 64);
 
 /** A renewed intermediate, as the out-of-band job makes it. */
-function intermediate(o: { signer?: string; ttl?: string } = {}): Promise<MadeIntermediate> {
+async function intermediate(o: { signer?: string; ttl?: string } = {}): Promise<MadeIntermediate> {
   const n = ++made;
-  return exportedIntermediate(openbao.get(), { mount: o.signer === 'pki-other' ? 'pki_int_other' : 'pki_int', signer: o.signer ?? 'pki', ttl: o.ttl ?? '2h', cn: `Cluster1 Intermediate ${n}`, dir: path.join(work, `int-${n}`) });
+  const int = await exportedIntermediate(openbao.get(), { mount: o.signer === 'pki-other' ? 'pki_int_other' : 'pki_int', signer: o.signer ?? 'pki', ttl: o.ttl ?? '2h', cn: `Cluster1 Intermediate ${n}`, dir: path.join(work, `int-${n}`) });
+  made_.push(int);
+  return int;
 }
 
 /** `vault kv put` of the bundle, exactly as the injector layout's users write it. */
@@ -148,6 +155,9 @@ describe.skipIf(!openbao.available)('layout: a KV v1 bundle per cluster (Vault A
       agent.kill();
       expect((await agent.exit).code).toBe(0);
     }
+    // No key that went through the agent, nor its Vault token, is in its output.
+    for (const k of made_) expect(agent.stdout + agent.stderr).not.toContain(keyBody(k.key));
+    expect(agent.stdout).not.toMatch(/"(client_token|token)":"s\./);
   });
 
   it('init publishes a stored bundle that is already due (it is all there is) and warns loudly', async () => {

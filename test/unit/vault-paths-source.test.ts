@@ -222,6 +222,15 @@ describe('vault-paths source: polling', () => {
     expect(await t.source.changed!(undefined)).toBe(false);
   });
 
+  it('a certificate that is not valid yet (clock skew where it was made) is read again at the next poll', async () => {
+    const { root } = await certs();
+    const early = await makeIntermediate(root, { notBefore: new Date(Date.now() + 5 * 60_000) });
+    const t = await setup(KV_BUNDLE());
+    t.vault.putKv(KV_PATH, kvBundle(early, root));
+    await expect(t.source.fetch({ published: undefined, current: undefined })).rejects.toMatchObject({ code: 'NOT_YET_VALID' });
+    expect(await t.source.changed!(undefined)).toBe(true);
+  });
+
   it('a read that fails (Vault down) does not count as seen: the next poll reports the change again', async () => {
     const { root, a, b } = await certs();
     const t = await setup(KV_BUNDLE());

@@ -7,7 +7,8 @@
  * Vault cheaply whether anything moved: a KV v2 secret's version from its metadata (no secret data),
  * else a hash of what a read returns (a KV v1 secret has no version; PKI reads are public and small).
  * What a fetch read is remembered even when it is refused, so a broken bundle is refused once per
- * change, not at every poll. Nothing secret is logged; the key never appears in an error.
+ * change, not at every poll (unless it is only not valid yet). Nothing secret is logged; the key never
+ * appears in an error.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -177,15 +178,23 @@ export function vaultPathsSource(o: VaultPathsSourceOptions): BundleSource {
       const t0 = performance.now();
       const got = new Map<string, { values: Readonly<Record<string, unknown>>; version: number | undefined }>();
       for (const r of reads) got.set(keyOf(r), await readOne(r, signal));
-      // Remembered before verification: a bundle refused now is not read again until it changes.
-      seen = new Map([...got].map(([k, g]) => [k, { version: g.version, hash: hashOf(g.values) }]));
+      const readNow = new Map([...got].map(([k, g]) => [k, { version: g.version, hash: hashOf(g.values) }]));
       const versions = Object.fromEntries(reads.filter((r) => got.get(keyOf(r))!.version !== undefined).map((r) => [r.path, got.get(keyOf(r))!.version]));
       o.log.info({ step: 'read', durationMs: Math.round((performance.now() - t0) * 10) / 10, paths: reads.map((r) => r.path), ...(Object.keys(versions).length ? { versions } : {}) }, 'read done');
-      const texts = Object.fromEntries(
-        (Object.keys(FILE_NAMES) as BundleFile[]).map((f) => [f, fieldText(f, o.paths[f], got.get(keyOf(o.paths[f]))!.values)]),
-      ) as Record<BundleFile, string>;
       const now = o.clock.now();
-      const bundle = assembleStoredBundle({ texts, paths: o.paths, extraRoots: o.extraRoots(), published: req.published, now, log: o.log });
+      let bundle: VerifiedBundle;
+      try {
+        const texts = Object.fromEntries(
+          (Object.keys(FILE_NAMES) as BundleFile[]).map((f) => [f, fieldText(f, o.paths[f], got.get(keyOf(o.paths[f]))!.values)]),
+        ) as Record<BundleFile, string>;
+        bundle = assembleStoredBundle({ texts, paths: o.paths, extraRoots: o.extraRoots(), published: req.published, now, log: o.log });
+      } catch (err) {
+        // Remembered although refused: it is not read again until it changes. Except a certificate that
+        // is not valid yet (a clock ahead where it was made), which becomes valid by itself: read again.
+        if (!(err instanceof AgentError && err.code === 'NOT_YET_VALID')) seen = readNow;
+        throw err;
+      }
+      seen = readNow;
       const i = bundle.intermediate;
       const due = dueAt(i.notBefore, i.notAfter, o.renewBeforeMs);
       if (now >= due && !warnedDue.has(i.serial)) {
@@ -199,16 +208,18 @@ export function vaultPathsSource(o: VaultPathsSourceOptions): BundleSource {
     },
     changed: async (_current, signal) => {
       if (!seen) return true;
+      const checked: { path: string; by: 'version' | 'content' }[] = [];
+      let changed = false;
       for (const r of reads) {
         const before = seen.get(keyOf(r));
         const version = await cheapVersion(r, signal);
-        let changed: boolean;
+        checked.push({ path: r.path, by: version !== undefined ? 'version' : 'content' });
         if (version !== undefined) changed = version !== before?.version;
         else changed = hashOf((await readOne(r, signal)).values) !== before?.hash;
-        o.log.debug({ path: r.path, by: version !== undefined ? 'version' : 'content', changed }, 'polled the bundle source');
-        if (changed) return true;
+        if (changed) break;
       }
-      return false;
+      o.log.debug({ changed, checked }, 'polled the bundle source');
+      return changed;
     },
     tokenExpiresAt: () => o.vault.tokenExpiresAt(),
     close: () => o.vault.close(),

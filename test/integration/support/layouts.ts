@@ -138,18 +138,24 @@ export async function expectRefused(o: {
   once: boolean;
 }): Promise<LogLine> {
   const { agent } = o;
-  const line = await agent.waitFor(o.isRefusal, 30_000, o.from);
+  await agent.waitFor(o.isRefusal, 30_000, o.from);
+  // Settled: two polls that found nothing new since the latest refusal (a change made in several writes
+  // can be refused at each step it is read in).
+  const failed = (l: LogLine) => String(l.msg).startsWith('update from the bundle source failed');
+  const lastFailure = () => agent.lines.findLastIndex(failed);
+  const quiet = () => agent.lines.slice(lastFailure()).filter((l) => l.msg === 'polled the bundle source' && l.changed === false).length;
+  await agent.waitFor(() => quiet() >= 2, 30_000, o.from);
+  const at = lastFailure();
+  const line = agent.lines[at]!;
+  expect(o.isRefusal(line)).toBe(true);
   expect(line.msg).toMatch(/^update from the bundle source failed: .*; keeping the current bundle; checking the source again in /);
   expect(line.keeping).toBeTruthy();
-  const at = agent.lines.indexOf(line);
-  const quiet = () => agent.lines.slice(at).filter((l) => l.msg === 'polled the bundle source' && l.changed === false).length;
-  await agent.waitFor(() => quiet() >= 2, 30_000, at);
   // Each fetch logs its read step (the refused one too); none after the refusal.
   expect(agent.lines.slice(0, at).some((l) => l.step === 'read')).toBe(true);
   expect(agent.lines.slice(at + 1).filter((l) => l.step === 'read' || String(l.msg).startsWith('published'))).toHaveLength(0);
   const failures = sample(await o.metrics(), 'istiod_vault_agent_issuances_total', { result: 'failure', reason: o.reason });
   if (o.once) {
-    expect(agent.lines.slice(o.from).filter((l) => String(l.msg).startsWith('update from the bundle source failed'))).toHaveLength(1);
+    expect(agent.lines.slice(o.from).filter(failed)).toHaveLength(1);
     expect(failures).toBe(o.before + 1);
   } else {
     expect(failures).toBeGreaterThan(o.before);
