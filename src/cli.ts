@@ -77,7 +77,7 @@ const runMode: RunMode = async (name, settings, io, extra) => {
   const metrics = new AgentMetrics(VERSION);
   const ctl = control(io, () => log.info({}, 'signal received; shutting down'));
   const ctx: ModeContext = { settings, runtime: runtime(), log, metrics, control: ctl, dev: extra?.dev };
-  log.info({ version: VERSION, certDir: settings.certDir, vaultAddr: settings.vaultAddrs?.map(withoutCredentials).join(','), authMethod: settings.authMethod, authMount: settings.authMount, signPath: settings.pkiSignPath }, 'starting');
+  log.info({ version: VERSION, certDir: settings.certDir, vaultAddr: settings.vaultAddrs?.map(withoutCredentials).join(','), authMethod: settings.authMethod, authMount: settings.authMount, bundleSource: settings.bundleSource, ...(settings.bundlePaths ? { bundleFrom: Object.values(settings.bundlePaths).map((r) => `${r.path}#${r.field}`) } : { signPath: settings.pkiSignPath }) }, 'starting');
   try {
     const fn = name === 'init' ? initCommand : name === 'sidecar' ? sidecarCommand : runCommand;
     return await fn(ctx);

@@ -12,7 +12,9 @@
 #      token itself, with the cluster's OIDC discovery URL, JWKS URL or public keys: for a Vault that
 #      cannot reach the API server), or approle (role_id in the settings, secret-id in a Secret);
 #      the role is bound to istiod's service account(s) in its namespace: istiod, or istiod-<rev> for a
-#      revision (--revision), with audience vault;
+#      revision (--revision), with audience vault; then turns on auto-tidy of the PKI mount's certificate
+#      store (PKI_TIDY_SAFETY_BUFFER, default 72h; PKI_TIDY_INTERVAL, default 12h), which every issuance adds
+#      an intermediate to;
 #   5. prints a ConfigMap with the agent's settings on stdout (progress goes to stderr), and a ConfigMap
 #      with Vault's CA when the agent needs one (--agent-vault-ca-file, default $VAULT_CACERT).
 #
@@ -86,7 +88,8 @@ Printed settings:
   --cert-ttl DUR              CERT_TTL for the agent, default 720h [CERT_TTL]
   --configmap-name NAME       default istiod-vault-agent [CONFIGMAP_NAME]
 
-Environment: VAULT_BIN (default: bao, then vault, on PATH), VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT ...
+Environment: VAULT_BIN (default: bao, then vault, on PATH), VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT ...;
+PKI_TIDY_SAFETY_BUFFER (default 72h) and PKI_TIDY_INTERVAL (default 12h) for the mount's auto-tidy.
 USAGE
 }
 
@@ -518,6 +521,24 @@ JSON
     fi
     ;;
 esac
+
+# --- 4b. a certificate store that does not grow forever ------------------------------------------------------
+# Every issuance stores the signed intermediate in the mount's certificate store: one per renewal and one per
+# istiod pod start, per replica, forever unless tidied. Auto-tidy removes certificates expired for longer than
+# PKI_TIDY_SAFETY_BUFFER (default 72h) and issuers (old roots after a rotation) expired for more than a year;
+# keys are never removed. Vault < 1.12 has no auto-tidy: then a scheduled `<mount>/tidy` call does the same.
+configure_auto_tidy() {
+  local buffer="${PKI_TIDY_SAFETY_BUFFER:-72h}" interval="${PKI_TIDY_INTERVAL:-12h}"
+  if v write "$pki_mount/config/auto-tidy" enabled=true interval_duration="$interval" \
+    tidy_cert_store=true tidy_revoked_certs=true safety_buffer="$buffer" \
+    tidy_expired_issuers=true issuer_safety_buffer=8760h >/dev/null 2>"$errfile"; then
+    say "auto-tidy of $pki_mount: every $interval, removes certificates expired for more than $buffer (each issuance stores one intermediate there) and issuers expired for more than a year"
+  else
+    cat "$errfile" >&2
+    say "warning: could not turn on auto-tidy of $pki_mount (Vault < 1.12 has none); schedule \"$(basename "$vault_bin") write $pki_mount/tidy tidy_cert_store=true safety_buffer=$buffer\" instead, or its certificate store grows by one intermediate per issuance"
+  fi
+}
+configure_auto_tidy
 
 # --- 5. settings ------------------------------------------------------------------------------------------
 root_subject="$(awk '/BEGIN CERTIFICATE/,/END CERTIFICATE/' <<<"$root_pem" | openssl x509 -noout -subject 2>/dev/null || true)"

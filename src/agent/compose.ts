@@ -13,13 +13,16 @@ import { parseExtraRoots } from '../pki/trust-roots.js';
 import { CertDirWriter } from '../store/cert-dir-writer.js';
 import type { AgentMetrics } from '../telemetry/metrics.js';
 import type { AuthSpec } from '../vault/auth.js';
-import { createVaultCa, type VaultCa } from '../vault/vault-ca.js';
+import { createVaultCa } from '../vault/vault-ca.js';
+import type { VaultConnection } from '../vault/vault-connection.js';
+import { createVaultReader } from '../vault/vault-reader.js';
 import { CredentialError, readCredentialFile } from '../inputs/credential-file.js';
 import { watchMountedFile, type MountedFile } from '../inputs/mounted-file.js';
 import { BundleKeeper } from './bundle-keeper.js';
 import type { BundleSource } from './bundle-source.js';
 import type { FetchText } from './istiod-sync.js';
 import { pkiSignSource } from './sources/pki-sign-source.js';
+import { vaultPathsSource } from './sources/vault-paths-source.js';
 
 export interface Runtime {
   clock: Clock;
@@ -30,7 +33,7 @@ export interface Runtime {
 
 export interface Agent {
   keeper: BundleKeeper;
-  vault: VaultCa;
+  vault: VaultConnection;
   /** Stops watchers and revokes the Vault token (bounded). Never throws. */
   close(): Promise<void>;
 }
@@ -58,7 +61,7 @@ async function openInput(file: string, setting: string, watch: boolean, log: Log
 export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics: AgentMetrics, opts: { watch: boolean; dev?: boolean }): Promise<Agent> {
   const inputs: { close(): Promise<void> }[] = [];
   // The CA watcher is created before the client it updates.
-  const late: { vault?: VaultCa } = {};
+  const late: { vault?: VaultConnection } = {};
 
   let caCert: string | undefined;
   if (s.vaultCaCert) {
@@ -107,7 +110,7 @@ export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics
       break;
   }
 
-  const vault = createVaultCa({
+  const connection = {
     addrs: s.vaultAddrs!,
     redirectOrigins: s.vaultRedirectOrigins,
     namespace: s.vaultNamespace,
@@ -116,33 +119,40 @@ export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics
     timeoutMs: s.vaultClientTimeoutMs,
     observe: metrics.observeVault,
     auth,
-    signPath: s.pkiSignPath,
-    pkiMount: s.pkiMount,
-    issuerRef: s.pkiIssuerRef,
     clock: rt.clock,
     log: log.child({ module: 'vault' }),
-  });
+  };
 
-  const source: BundleSource = pkiSignSource({
-    vault,
-    clock: rt.clock,
-    log,
-    key: keySpec(s.keyType, s.keySize),
-    subject: { commonName: s.certCommonName, organization: s.certOrganization, locality: s.clusterName, dnsSans: s.certDnsSans },
-    certTtlMs: s.certTtlMs,
-    signPath: s.pkiSignPath,
-    extraRoots: () => extraRoots,
-    generate: rt.generate,
-    rotation: {
-      mode: s.rootRotation,
-      multiRoot: s.istioMultiRootMesh,
-      soakMs: s.rootSwitchSoakMs,
-      removeAfterMs: s.rootRemoveAfterMs,
-      pollIntervalMs: s.issuerPollIntervalMs,
-      istiodComparesSets: async () => false,
-      onPlan: (plan, restartRequired) => metrics.recordRootRotation({ phase: plan.phase, nextAt: plan.nextAt, restartRequired }),
-    },
-  });
+  let source: BundleSource;
+  let vault: VaultConnection;
+  if (s.bundlePaths) {
+    const reader = createVaultReader(connection);
+    vault = reader;
+    source = vaultPathsSource({ vault: reader, clock: rt.clock, log, paths: s.bundlePaths, pollIntervalMs: s.bundlePollIntervalMs, renewBeforeMs: s.renewBeforeMs, extraRoots: () => extraRoots });
+  } else {
+    const ca = createVaultCa({ ...connection, signPath: s.pkiSignPath, pkiMount: s.pkiMount, issuerRef: s.pkiIssuerRef });
+    vault = ca;
+    source = pkiSignSource({
+      vault: ca,
+      clock: rt.clock,
+      log,
+      key: keySpec(s.keyType, s.keySize),
+      subject: { commonName: s.certCommonName, organization: s.certOrganization, locality: s.clusterName, dnsSans: s.certDnsSans },
+      certTtlMs: s.certTtlMs,
+      signPath: s.pkiSignPath,
+      extraRoots: () => extraRoots,
+      generate: rt.generate,
+      rotation: {
+        mode: s.rootRotation,
+        multiRoot: s.istioMultiRootMesh,
+        soakMs: s.rootSwitchSoakMs,
+        removeAfterMs: s.rootRemoveAfterMs,
+        pollIntervalMs: s.issuerPollIntervalMs,
+        istiodComparesSets: async () => false,
+        onPlan: (plan, restartRequired) => metrics.recordRootRotation({ phase: plan.phase, nextAt: plan.nextAt, restartRequired }),
+      },
+    });
+  }
 
   const keeper = new BundleKeeper({
     source,

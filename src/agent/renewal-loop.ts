@@ -105,20 +105,26 @@ export class RenewalLoop {
         if (signal.aborted) break;
         // A rotation that failed is still owed: retried with backoff like a due renewal.
         if (trigger === 'rotate') this.rotationPending = true;
+        // After a change the source made, the source says when to try again (its next poll), not the
+        // backoff: a stored bundle that was refused stays refused until someone writes another one, and
+        // that one is taken at the poll that sees it. (A due bundle is still retried with backoff.)
+        const sourceDecides = trigger === 'changed';
+        if (sourceDecides) this.sourceChanged = false;
         const e = err as AgentError;
         let delay = retryDelay({ attempt, random: this.d.random(), retryable: e.retryable, now: clock.now(), currentNotAfter: keeper.current?.intermediate.notAfter });
         // A refused bundle says when asking again can give a better one.
         if (e instanceof BundleRefusedError && e.retryAt !== undefined) delay = Math.max(delay, e.retryAt - clock.now());
+        if (sourceDecides) delay = Math.max(0, (this.pollAt ?? clock.now()) - clock.now());
         attempt++;
         this.notBefore = clock.now() + delay;
         const fields = { reason: e.reason, retryable: e.retryable, trigger, attempt, retryInMs: Math.round(delay), keeping: keeper.isReady() ? keeper.current?.intermediate.serial : undefined, err: e };
         // One line per failure. A warning while istiod keeps a valid bundle and a retry can help; an
         // error when a person must act (policy, role, root, TTLs) or istiod has nothing valid left.
         const urgent = !e.retryable || !keeper.isReady();
-        log[urgent ? 'error' : 'warn'](fields, `issuance failed: ${describeError(e)}${keeper.isReady() ? '; keeping the current bundle' : ''}; retrying in ${formatDuration(delay)}`);
+        log[urgent ? 'error' : 'warn'](fields, `${keeper.source.mints ? 'issuance' : 'update from the bundle source'} failed: ${describeError(e)}${keeper.isReady() ? '; keeping the current bundle' : ''}; ${sourceDecides ? 'checking the source again' : 'retrying'} in ${formatDuration(delay)}`);
         const until = Math.min(this.notBefore, keeper.tidyAt ?? Infinity);
         // Vault did not answer (or answered 5xx): retry as soon as it is seen back, not a backoff later.
-        const outage = e.retryable && (e.reason === 'vault_unreachable' || e.reason === 'vault_error');
+        const outage = !sourceDecides && e.retryable && (e.reason === 'vault_unreachable' || e.reason === 'vault_error');
         if (outage && keeper.source.state && delay > PROBE_EVERY_MS) await this.waitForVault(until, signal, seen);
         else await this.sleep(until, signal, seen);
       }

@@ -6,6 +6,7 @@
  * one line naming the setting, and the CLI exits 2. Nothing here touches process.env.
  */
 import { ConfigError } from '../common/errors.js';
+import { BUNDLE_SOURCES, kvSecretPath, resolveBundlePaths, vaultRef, type BundleFile, type BundlePaths } from './bundle-paths.js';
 import {
   Bad, absolutePath, bool, dnsNames, duration, httpUrls, httpUrlOrOff, listenAddr, mountPath, oneOf, origins, text, wholeNumber,
   type Parser,
@@ -76,6 +77,13 @@ export const SETTINGS = [
   row({ env: 'SA_TOKEN_PATH', key: 'saTokenPath', parse: text, default: '/var/run/secrets/kubernetes.io/serviceaccount/token', help: 'JWT for kubernetes/jwt auth, re-read at every login' }),
   row({ env: 'APPROLE_ROLE_ID', key: 'approleRoleId', parse: optionalText, help: 'AppRole role_id' }),
   row({ env: 'APPROLE_SECRET_ID_FILE', key: 'approleSecretIdFile', parse: optionalText, help: 'file holding the AppRole secret_id; re-read when it changes' }),
+  row({ env: 'BUNDLE_SOURCE', key: 'bundleSource', parse: oneOf(BUNDLE_SOURCES), default: 'pki-sign', help: 'where the bundle comes from: `pki-sign` (Vault PKI signs an intermediate whose key is made here, in memory), or a bundle stored in Vault and renewed elsewhere: `kv-bundle` (one KV secret, KV_BUNDLE_PATH), `tsb` (Tetrate TSB\'s layout), `vault-paths` (each file from its `*_FROM` setting); see docs/migrate/' }),
+  row({ env: 'KV_BUNDLE_PATH', key: 'kvBundlePath', parse: kvSecretPath, help: 'BUNDLE_SOURCE=kv-bundle: the KV secret (v1 or v2, as for `vault kv get`) holding the fields ca_key, ca_cert, cert_chain and root_cert' }),
+  row({ env: 'CA_KEY_FROM', key: 'caKeyFrom', parse: vaultRef, defaultText: 'from BUNDLE_SOURCE', help: 'where ca-key.pem comes from: `<vault path>#<field>` (a KV secret as for `vault kv get`); overrides the preset' }),
+  row({ env: 'CA_CERT_FROM', key: 'caCertFrom', parse: vaultRef, defaultText: 'from BUNDLE_SOURCE', help: 'where ca-cert.pem comes from: `<kv path>#<field>`, or a PKI read such as `<mount>/cert/ca` or `<mount>/issuer/<ref>/json` (field `certificate`)' }),
+  row({ env: 'CERT_CHAIN_FROM', key: 'certChainFrom', parse: vaultRef, defaultText: 'from BUNDLE_SOURCE', help: 'where cert-chain.pem comes from: `<kv path>#<field>`, `<mount>/cert/ca_chain`, or `<mount>/issuer/<ref>/json#ca_chain` (a list, joined); re-ordered by signature, root last' }),
+  row({ env: 'ROOT_CERT_FROM', key: 'rootCertFrom', parse: vaultRef, defaultText: 'from BUNDLE_SOURCE', help: 'where root-cert.pem comes from: `<kv path>#<field>` or a PKI read such as `pki/cert/ca`; its bytes are kept while the root stays the same' }),
+  row({ env: 'BUNDLE_POLL_INTERVAL', key: 'bundlePollIntervalMs', parse: duration({ min: 1000 }), default: '60s', help: 'how often a bundle stored in Vault is checked for changes (KV v2: its version only; else the content), jittered up to 10% earlier' }),
   row({ env: 'PKI_SIGN_PATH', key: 'pkiSignPath', parse: signPath, default: 'pki/root/sign-intermediate', help: 'signing endpoint: `<mount>/root/sign-intermediate` or `<mount>/issuer/<ref>/sign-intermediate`' }),
   row({ env: 'CERT_TTL', key: 'certTtlMs', parse: duration({ min: 10_000 }), default: '720h', help: "requested lifetime of the intermediate (capped at the issuer's own expiry)" }),
   row({ env: 'RENEW_BEFORE', key: 'renewBeforeMs', parse: duration({ min: 1000 }), defaultText: 'a third of the lifetime', help: 'renew when this much lifetime remains; keep it above 24h plus a margin' }),
@@ -116,6 +124,8 @@ export type Settings = Omit<ParsedSettings, 'authMountSetting' | 'keySizeSetting
   pkiMount: string;
   /** Issuer reference from pkiSignPath, or "default" for `<mount>/root/sign-intermediate`. */
   pkiIssuerRef: string;
+  /** Where the four files come from, when BUNDLE_SOURCE is not `pki-sign`. */
+  bundlePaths: BundlePaths | undefined;
 };
 
 /** `CERT_TTL` -> `--cert-ttl`. */
@@ -161,6 +171,25 @@ export function loadSettings(source: Readonly<Record<string, string | undefined>
   if (p.vaultCaCert !== undefined && p.vaultSkipVerify) {
     problems.push('VAULT_SKIP_VERIFY: true contradicts VAULT_CACERT (set only one)');
   }
+  let bundlePaths: BundlePaths | undefined;
+  const explicit: Partial<Record<BundleFile, { path: string; field: string | undefined }>> = {
+    ...(p.caKeyFrom && { caKey: p.caKeyFrom }),
+    ...(p.caCertFrom && { caCert: p.caCertFrom }),
+    ...(p.certChainFrom && { certChain: p.certChainFrom }),
+    ...(p.rootCertFrom && { rootCert: p.rootCertFrom }),
+  };
+  if (p.bundleSource === 'pki-sign') {
+    // Silently ignoring them would leave an operator believing the agent reads their bundle.
+    for (const [env, given] of [['KV_BUNDLE_PATH', p.kvBundlePath], ['CA_KEY_FROM', p.caKeyFrom], ['CA_CERT_FROM', p.caCertFrom], ['CERT_CHAIN_FROM', p.certChainFrom], ['ROOT_CERT_FROM', p.rootCertFrom]] as const) {
+      if (given !== undefined) problems.push(`${env}: only used when the bundle is stored in Vault (BUNDLE_SOURCE=kv-bundle, tsb or vault-paths); BUNDLE_SOURCE is pki-sign`);
+    }
+  } else if (p.bundleSource !== undefined) {
+    if (p.kvBundlePath !== undefined && p.bundleSource !== 'kv-bundle') problems.push(`KV_BUNDLE_PATH: only used with BUNDLE_SOURCE=kv-bundle (BUNDLE_SOURCE is ${p.bundleSource})`);
+    const r = resolveBundlePaths(p.bundleSource, p.kvBundlePath, explicit);
+    // A value that did not parse was reported already; "required" on top of it would say it twice.
+    if (Array.isArray(r)) problems.push(...r.filter((line) => !problems.some((x) => x.startsWith(line.slice(0, line.indexOf(':') + 1)))));
+    else bundlePaths = r;
+  }
   if (opts.needsVault) {
     if (p.vaultAddrs === undefined && !problems.some((x) => x.startsWith('VAULT_ADDR:'))) problems.push('VAULT_ADDR: required (e.g. https://vault.example:8200)');
     if ((p.authMethod === 'kubernetes' || p.authMethod === 'jwt') && p.authRole === undefined) {
@@ -184,5 +213,6 @@ export function loadSettings(source: Readonly<Record<string, string | undefined>
     keySize,
     pkiMount: sign[1]!,
     pkiIssuerRef: sign[2] ?? 'default',
+    bundlePaths,
   };
 }

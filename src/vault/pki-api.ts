@@ -165,3 +165,38 @@ export async function listIssuers(transport: VaultTransport, mount: string, toke
   }
   return out;
 }
+
+/** The certificate fields of a PKI read: `certificate`, and `ca_chain` (one string, or a list). */
+export interface PkiCertificates {
+  values: { certificate?: string; ca_chain?: string | string[] };
+}
+
+const certsResponse = z.object({
+  data: z.object({
+    certificate: z.nullish(pemString),
+    ca_chain: z.nullish(z.union([pemString, z.array(pemString).check(z.maxLength(20))])),
+  }),
+});
+
+/**
+ * A PKI read of certificates only, which Vault serves without a token (`<mount>/cert/ca`,
+ * `<mount>/cert/ca_chain`, `<mount>/cert/<serial>`, `<mount>/issuer/<ref>/json`); the token is sent
+ * anyway, for the reason given at readIssuer. Throws VaultRequestError or AgentError(invalid_response).
+ */
+export async function readPkiCertificates(transport: VaultTransport, path: string, setting: string, token: string, signal?: AbortSignal): Promise<PkiCertificates> {
+  const doing = 'reading certificates from PKI';
+  const raw = await transport.request({
+    operation: 'read',
+    method: 'GET',
+    path,
+    doing,
+    token,
+    signal,
+    deniedHint: `Vault answers 403 for a PKI mount that does not exist: check the mount in ${setting}, and the policy attached to the auth role (it should grant "read" on ${path})`,
+    notFoundHint: `"${path}" is not a PKI read (check ${setting}: <mount>/cert/ca, <mount>/cert/ca_chain or <mount>/issuer/<ref>/json)`,
+  });
+  const res = certsResponse.safeParse(raw);
+  if (!res.success) throw invalid(doing, path, firstIssue(res.error));
+  const d = res.data.data;
+  return { values: { ...(d.certificate ? { certificate: d.certificate } : {}), ...(d.ca_chain ? { ca_chain: d.ca_chain } : {}) } };
+}

@@ -1,16 +1,12 @@
 /**
- * The narrow interface the agent uses to talk to Vault: read the issuer, sign a CSR, revoke at exit.
+ * The narrow interface the PKI source uses to talk to Vault: read the issuer, sign a CSR, revoke at exit.
  * Everything else about Vault (node-vault, auth methods, tokens, error mapping) stays behind it.
  * A fake of this interface (test/helpers/fake-vault-ca.ts) drives the agent's unit tests.
  */
-import type { Clock } from '../common/clock.js';
-import type { AuthSpec } from './auth.js';
 import { listIssuers, readIssuer, signIntermediate, type IssuerEntry, type IssuerInfo, type SignIntermediateParams, type SignIntermediateResult } from './pki-api.js';
-import { vaultState, type VaultState } from './health.js';
-import { TokenSession, type TokenSessionLogger } from './token-session.js';
-import { createVaultTransport, type TransportOptions } from './transport.js';
+import { openConnection, type ConnectionOptions, type VaultConnection } from './vault-connection.js';
 
-export interface VaultCa {
+export interface VaultCa extends VaultConnection {
   /** Certificate and chain of the issuer PKI_SIGN_PATH signs with, or of issuer `ref` (logs in if needed). */
   readIssuer(signal?: AbortSignal, ref?: string): Promise<IssuerInfo>;
   /** Every issuer of the PKI mount (for root rotation). */
@@ -23,31 +19,18 @@ export interface VaultCa {
   signIntermediate(params: Omit<SignIntermediateParams, 'format'>, signal?: AbortSignal, issuerId?: string): Promise<SignIntermediateResult>;
   /** The issuer reference PKI_SIGN_PATH names ("default" for `<mount>/root/sign-intermediate`). */
   readonly signerRef: string;
-  /** Epoch ms at which the current Vault token expires, if known. */
-  tokenExpiresAt(): number | undefined;
-  /** Logs in (or looks VAULT_TOKEN up) if needed, and says when the token expires and whether it renews. */
-  describeToken(signal?: AbortSignal): Promise<{ expiresAt: number | undefined; renewable: boolean }>;
-  /** How Vault looks now (unauthenticated health and leader); never throws. */
-  state(signal?: AbortSignal): Promise<VaultState>;
-  /** Swaps the CA bundle used to verify Vault's TLS certificate (VAULT_CACERT changed on disk). */
-  setCaCert(pem: string | undefined): void;
-  /** Best-effort, bounded revoke of the token the agent created. Never throws. */
-  close(): Promise<void>;
 }
 
-export interface VaultCaOptions extends TransportOptions {
-  auth: AuthSpec;
+export interface VaultCaOptions extends ConnectionOptions {
   signPath: string;
   pkiMount: string;
   issuerRef: string;
-  clock: Clock;
-  log: TokenSessionLogger;
 }
 
 export function createVaultCa(opts: VaultCaOptions): VaultCa {
-  const transport = createVaultTransport(opts);
-  const session = new TokenSession(transport, opts.auth, opts.clock, opts.log);
+  const { transport, session, connection } = openConnection(opts);
   return {
+    ...connection,
     readIssuer: (signal, ref) => session.withToken((token) => readIssuer(transport, opts.pkiMount, ref ?? opts.issuerRef, token, signal), signal),
     // Unauthenticated (both reads are, in Vault and OpenBao): polled for root rotations without a login.
     listIssuers: (signal) => listIssuers(transport, opts.pkiMount, undefined, signal),
@@ -56,10 +39,5 @@ export function createVaultCa(opts: VaultCaOptions): VaultCa {
       return session.withToken((token) => signIntermediate(transport, path, { ...params, format: 'pem' }, token, signal), signal);
     },
     signerRef: opts.issuerRef,
-    tokenExpiresAt: () => session.expiresAt(),
-    describeToken: (signal) => session.describe(signal),
-    state: (signal) => vaultState(transport, signal),
-    setCaCert: (pem) => transport.setCaCert(pem),
-    close: () => session.revoke(),
   };
 }

@@ -79,6 +79,7 @@ const BAD: Record<string, Case[]> = {
     { value: '50ms', env: { VAULT_CLIENT_TIMEOUT: '50ms' }, expect: { exit: 2, lines: [SHORT('VAULT_CLIENT_TIMEOUT', '50ms')] } },
     { value: '-1s', env: { VAULT_CLIENT_TIMEOUT: '-1s' }, expect: { exit: 2, lines: [DUR('VAULT_CLIENT_TIMEOUT', '-1s')] } },
   ],
+  VAULT_REDIRECT_ORIGINS: [{ value: 'vault-1:8200 (no scheme)', env: { VAULT_REDIRECT_ORIGINS: 'vault-1:8200' }, expect: { exit: 2, lines: [/^VAULT_REDIRECT_ORIGINS: "vault-1:8200" must start with http:\/\/ or https:\/\/$/] } }],
   AUTH_METHOD: [{ value: 'ldap', env: { AUTH_METHOD: 'ldap' }, expect: { exit: 2, lines: [ONE_OF('AUTH_METHOD', 'ldap')] } }],
   AUTH_MOUNT: [{ value: 'kube mesh?auth', env: { AUTH_MOUNT: 'kube mesh?auth' }, expect: { exit: 2, lines: [/^AUTH_MOUNT: "kube mesh\?auth" is not a mount path/] } }],
   AUTH_ROLE: [{ value: 'unset with AUTH_METHOD=jwt', env: { AUTH_ROLE: undefined }, expect: { exit: 2, lines: [/^AUTH_ROLE: required for AUTH_METHOD=jwt/] } }],
@@ -92,9 +93,23 @@ const BAD: Record<string, Case[]> = {
     { value: 'unset with AUTH_METHOD=approle', env: { AUTH_METHOD: 'approle', APPROLE_ROLE_ID: 'r' }, expect: { exit: 2, lines: [/^APPROLE_SECRET_ID_FILE: required for AUTH_METHOD=approle$/] } },
     { value: 'a file that does not exist', env: { AUTH_METHOD: 'approle', APPROLE_ROLE_ID: 'r', APPROLE_SECRET_ID_FILE: '/nonexistent/secret-id' }, expect: { exit: 2, lines: [/^APPROLE_SECRET_ID_FILE: cannot read \/nonexistent\/secret-id/] } },
   ],
+  BUNDLE_SOURCE: [{ value: 'vault', env: { BUNDLE_SOURCE: 'vault' }, expect: { exit: 2, lines: [ONE_OF('BUNDLE_SOURCE', 'vault')] } }],
+  KV_BUNDLE_PATH: [
+    { value: 'unset with BUNDLE_SOURCE=kv-bundle', env: { BUNDLE_SOURCE: 'kv-bundle' }, expect: { exit: 2, lines: [/^KV_BUNDLE_PATH: required for BUNDLE_SOURCE=kv-bundle \(the KV secret holding ca_key, ca_cert, cert_chain, root_cert/] } },
+    { value: 'kv/certs#ca_key (a field)', env: { BUNDLE_SOURCE: 'kv-bundle', KV_BUNDLE_PATH: 'kv/certs#ca_key' }, expect: { exit: 2, lines: [/^KV_BUNDLE_PATH: "kv\/certs#ca_key" names a field; give the secret's path only/] } },
+    {
+      value: 'a secret the policy does not cover', vault: true, env: { BUNDLE_SOURCE: 'kv-bundle', KV_BUNDLE_PATH: 'secret/istiod/certs', CERT_DIR: '@empty-dir' },
+      expect: { exit: 1, error: /^init failed \(not retried: a retry cannot fix this\): while finding the KV mount and version of "secret\/istiod\/certs" at sys\/internal\/ui\/mounts\/secret\/istiod\/certs: HTTP 403: .*check the policy attached to the auth role, and KV_BUNDLE_PATH\)$/, maxMs: 5000 },
+    },
+  ],
+  CA_KEY_FROM: [{ value: 'secret/istioca (no field) with BUNDLE_SOURCE=tsb', env: { BUNDLE_SOURCE: 'tsb', CA_KEY_FROM: 'secret/istioca' }, expect: { exit: 2, lines: [/^CA_KEY_FROM: "secret\/istioca" is a KV secret: name the field that holds the PEM \(secret\/istioca#<field>\)$/] } }],
+  CA_CERT_FROM: [{ value: 'istioca/../sys/cert/ca', env: { BUNDLE_SOURCE: 'tsb', CA_CERT_FROM: 'istioca/../sys/cert/ca' }, expect: { exit: 2, lines: [/^CA_CERT_FROM: "istioca\/\.\.\/sys\/cert\/ca" is not a Vault path/] } }],
+  CERT_CHAIN_FROM: [{ value: 'set with BUNDLE_SOURCE=pki-sign', env: { CERT_CHAIN_FROM: 'istioca/cert/ca_chain' }, expect: { exit: 2, lines: [/^CERT_CHAIN_FROM: only used when the bundle is stored in Vault \(BUNDLE_SOURCE=kv-bundle, tsb or vault-paths\); BUNDLE_SOURCE is pki-sign$/] } }],
+  ROOT_CERT_FROM: [{ value: 'unset with BUNDLE_SOURCE=vault-paths', env: { BUNDLE_SOURCE: 'vault-paths', CA_KEY_FROM: 'kv/ca#key', CA_CERT_FROM: 'ca/cert/ca', CERT_CHAIN_FROM: 'ca/cert/ca_chain' }, expect: { exit: 2, lines: [/^ROOT_CERT_FROM: required for BUNDLE_SOURCE=vault-paths \(<vault path>#<field>\)$/] } }],
+  BUNDLE_POLL_INTERVAL: [{ value: '100ms', env: { BUNDLE_SOURCE: 'tsb', BUNDLE_POLL_INTERVAL: '100ms' }, expect: { exit: 2, lines: [SHORT('BUNDLE_POLL_INTERVAL', '100ms')] } }],
   PKI_SIGN_PATH: [
     { value: 'pki/sign/istiod (a leaf role)', env: { PKI_SIGN_PATH: 'pki/sign/istiod' }, expect: { exit: 2, lines: [/^PKI_SIGN_PATH: must be <mount>\/root\/sign-intermediate or <mount>\/issuer\/<ref>\/sign-intermediate$/] } },
-    { value: 'a mount that does not exist', vault: true, env: { PKI_SIGN_PATH: 'no-such-pki/root/sign-intermediate' }, expect: { exit: 1, error: /no-such-pki\/issuer\/default\/json: HTTP 403: permission denied/, maxMs: 5000 } },
+    { value: 'a mount that does not exist', vault: true, env: { PKI_SIGN_PATH: 'no-such-pki/root/sign-intermediate', CERT_DIR: '@empty-dir-2' }, expect: { exit: 1, error: /no-such-pki\/issuer\/default\/json: HTTP 403: .*permission denied/, maxMs: 5000 } },
   ],
   CERT_TTL: [
     { value: '5s (under 10s)', env: { CERT_TTL: '5s' }, expect: { exit: 2, lines: [SHORT('CERT_TTL', '5s')] } },
@@ -145,6 +160,7 @@ const BAD: Record<string, Case[]> = {
   ISTIOD_SYNC_TIMEOUT: [{ value: '10ms', env: { ISTIOD_SYNC_TIMEOUT: '10ms' }, expect: { exit: 2, lines: [SHORT('ISTIOD_SYNC_TIMEOUT', '10ms')] } }],
   ROTATE_ENDPOINT: [{ value: 'enabled', env: { ROTATE_ENDPOINT: 'enabled' }, expect: { exit: 2, lines: [BOOL('ROTATE_ENDPOINT', 'enabled')] } }],
   LOG_LEVEL: [{ value: 'verbose', env: { LOG_LEVEL: 'verbose' }, expect: { exit: 2, lines: [ONE_OF('LOG_LEVEL', 'verbose')] } }],
+  LOG_FORMAT: [{ value: 'xml', env: { LOG_FORMAT: 'xml' }, expect: { exit: 2, lines: [ONE_OF('LOG_FORMAT', 'xml')] } }],
 };
 
 /** Command-line mistakes that are not a single setting. */
@@ -221,7 +237,8 @@ async function runCase(setting: string, c: Case): Promise<void> {
       const errors = run.lines.filter((l) => l.level === 'error');
       const final = errors.at(-1);
       expect(final?.msg, run.stdout.slice(-1500)).toMatch(c.expect.error);
-      expect(run.lines.filter((l) => String(l.msg).startsWith('init failed:') || String(l.msg).startsWith('failed:')).length).toBe(1);
+      // `init failed: ...` after retries, `init failed (not retried: ...): ...` at once.
+      expect(run.lines.filter((l) => /^init failed[:( ]/.test(String(l.msg)) || String(l.msg).startsWith('failed:')).length).toBe(1);
       expect(run.stderr).toBe('');
       if (c.expect.maxMs) expect(ms).toBeLessThan(c.expect.maxMs);
       if (c.expect.minMs) expect(ms).toBeGreaterThanOrEqual(c.expect.minMs);
@@ -248,6 +265,11 @@ beforeAll(async () => {
   await fs.writeFile(files.token, 'not-a-jwt\n');
   files.empty = path.join(work, 'empty-token');
   await fs.writeFile(files.empty, '\n');
+  // Existing, empty CERT_DIRs for runtime cases that must get past the CERT_DIR check (one per case: they run concurrently).
+  for (const name of ['empty-dir', 'empty-dir-2']) {
+    files[name] = path.join(work, `${name}-cert-dir`);
+    await fs.mkdir(files[name]);
+  }
   files['token-copy'] = path.join(work, 'a-regular-file');
   await fs.writeFile(files['token-copy'], 'x');
   const r = await makeLabRoot('CN=Bad Inputs Root');

@@ -160,6 +160,13 @@ describe('settings', () => {
     SA_TOKEN_PATH: ['/var/run/secrets/tokens/vault-token', '/var/run/secrets/tokens/vault-token'],
     APPROLE_ROLE_ID: ['role-1', 'role-1'],
     APPROLE_SECRET_ID_FILE: ['/approle/secret-id', '/approle/secret-id'],
+    BUNDLE_SOURCE: ['TSB', 'tsb'],
+    KV_BUNDLE_PATH: ['/v1/kubernetes-cluster1-secrets/istiod-service/certs/', 'kubernetes-cluster1-secrets/istiod-service/certs'],
+    CA_KEY_FROM: ['secret/istioca#ca-key.pem', { path: 'secret/istioca', field: 'ca-key.pem' }],
+    CA_CERT_FROM: ['istioca/cert/ca', { path: 'istioca/cert/ca', field: undefined }],
+    CERT_CHAIN_FROM: ['istioca/issuer/default/json#ca_chain', { path: 'istioca/issuer/default/json', field: 'ca_chain' }],
+    ROOT_CERT_FROM: ['pki/cert/ca', { path: 'pki/cert/ca', field: undefined }],
+    BUNDLE_POLL_INTERVAL: ['15s', 15_000],
     PKI_SIGN_PATH: ['pki_int/issuer/next/sign-intermediate', 'pki_int/issuer/next/sign-intermediate'],
     CERT_TTL: ['48h', 48 * 3_600_000],
     RENEW_BEFORE: ['25h', 25 * 3_600_000],
@@ -193,7 +200,7 @@ describe('settings', () => {
 
   it.each(SETTINGS.map((s) => [s.env, s.key] as const))('%s is read from the environment and from its flag into Settings', (env, key) => {
     const [raw, want] = SAMPLES[env]!;
-    const base = { ...BASE, ...(env === 'RENEW_BEFORE' ? { CERT_TTL: '72h' } : {}) };
+    const base = { ...BASE, ...(env === 'RENEW_BEFORE' ? { CERT_TTL: '72h' } : {}), ...(env === 'KV_BUNDLE_PATH' ? { BUNDLE_SOURCE: 'kv-bundle' } : env.endsWith('_FROM') ? { BUNDLE_SOURCE: 'tsb' } : {}) };
     const field = FIELD[env] ?? key;
     expect((loadSettings({ ...base, [env]: raw }, { needsVault: false }) as Record<string, unknown>)[field]).toEqual(want);
     if (env === 'VAULT_TOKEN') return; // never a flag
