@@ -95,7 +95,7 @@ export const SETTINGS = [
   row({ env: 'MIN_PUBLISH_INTERVAL', key: 'minPublishIntervalMs', parse: duration({ allowZero: true }), default: '2s', help: 'minimum time between two publishes into CERT_DIR; istiod reloads 100 ms after the first event, so keep it at seconds (lower only for tests)' }),
   row({ env: 'INIT_TIMEOUT', key: 'initTimeoutMs', parse: duration({ min: 1000 }), default: '5m', help: 'how long `init` keeps retrying retryable failures' }),
   row({ env: 'METRICS_ADDR', key: 'metricsAddr', parse: listenAddr, default: ':15099', emptyMeansOff: true, help: '`/metrics`, `/healthz`, `/readyz` listen address (empty disables)' }),
-  row({ env: 'ISTIOD_METRICS_URL', key: 'istiodMetricsUrl', parse: httpUrlOrOff, default: 'http://localhost:15014/metrics', emptyMeansOff: true, help: "istiod's metrics, read after each publish to confirm istiod loaded it; empty disables" }),
+  row({ env: 'ISTIOD_METRICS_URL', key: 'istiodMetricsUrl', parse: httpUrlOrOff, default: 'http://localhost:15014/metrics', emptyMeansOff: true, help: "istiod's metrics, read after each publish to confirm istiod loaded it, and at a root switch for istiod's release (>= 1.30 compares root bundles as sets); empty disables both" }),
   row({ env: 'ISTIOD_SYNC_TIMEOUT', key: 'istiodSyncTimeoutMs', parse: duration({ min: 1000 }), default: '60s', help: 'how long to wait for istiod to report the new intermediate' }),
   row({ env: 'ROTATE_ENDPOINT', key: 'rotateEndpoint', parse: bool, default: 'false', help: 'true enables `POST /rotate` on METRICS_ADDR' }),
   row({ env: 'LOG_LEVEL', key: 'logLevel', parse: oneOf(LOG_LEVELS), default: 'info', help: 'trace, debug, info, warn, error, fatal, silent' }),
