@@ -98,11 +98,16 @@ describe('root rotation (ISTIO_MULTIROOT_MESH=true)', () => {
     expect(subjects(first.files.rootCert)).toEqual(['CN=Mesh Root 2025']);
 
     // add: a second root issuer appears in the mount (not the default yet).
+    const issued = async () => sample(await a.metrics.registry.metrics(), 'istiod_vault_agent_issuances_total', { result: 'success' });
+    const issuedBefore = await issued();
     vault.issuers.push({ id: 'root-2', name: 'root-2026', ca: newRoot });
     await runUntil(clock, () => a.keeper.current!.files.rootCert !== first.files.rootCert);
     expect(a.keeper.current!.intermediate.serial).toBe(first.intermediate.serial);
     expect(a.keeper.current!.files.rootCert).toBe(first.files.rootCert + newRoot.pem);
     expect(await phase('added')).toBe(1);
+    // Said as what it is, and not counted as an issuance: Vault signed nothing.
+    expect(a.cap.lines.filter((l) => l.msg === 'published new trust roots with the same intermediate')).toEqual([expect.objectContaining({ trigger: 'changed', serial: first.intermediate.serial, roots: ['CN=Mesh Root 2025', 'CN=Mesh Root 2026'] })]);
+    expect(await issued()).toBe(issuedBefore);
 
     // The operator makes the new root the default right away; the agent waits for the soak.
     vault.defaultId = 'root-2';
