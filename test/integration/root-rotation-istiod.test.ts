@@ -455,13 +455,13 @@ describe.skipIf(!haveTools)('root rotation against a real istiod without ISTIO_M
     // switch: the new root becomes the default. root-cert.pem keeps its bytes (this istiod would refuse
     // any change), so istiod takes the new intermediate live.
     from = pod.agent.lines.length;
-    istiodFrom = pod.istiod.lines.length;
     const sw = await phase('switch', pod.istiod, pod.agent, { rootsChange: false, action: () => vault.setDefault(rootB.id) });
     const newInter = await read('ca-cert.pem');
     expect(signedBy(certOf(newInter), rootB.pem)).toBe(true);
     expect(await read('root-cert.pem')).toBe(oldRootBytes + rootB.pem);
     await pod.agent.waitFor((l) => l.msg === 'istiod loaded the new intermediate', 30_000, from);
     expect((await pod.istiod.metrics()).certChainExpiry).toBe(notAfterS(newInter));
+    expectOneCleanReload(pod.istiod, sw.istiodFrom, pod.istiod.lines.length);
     const w2 = await requestWorkloadCert(pod.istiod, { certDir: clientDir });
     expect(signedBy(w2.leaf, newInter)).toBe(true);
     for (const w of [w0, w1, w2]) {
