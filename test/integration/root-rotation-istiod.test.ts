@@ -318,6 +318,12 @@ describe.skipIf(!haveTools)('root rotation against a real istiod, ISTIO_MULTIROO
     expect(await agentMetric(port, 'root_rotation_next_step_timestamp_seconds')).toBe(soakEnds / 1000);
     const onSoak = await sampler.waitFor((i) => signedBy(certOf(i.leaf), soakInter), sampler.issued.length);
     expect(onSoak.anchors).toBe(added);
+    // `check` beside the running agent shows the same: both roots, the old one anchoring, the agent's plan.
+    const check = await runAgent(['check'], cleanEnv({ CERT_DIR: dir, METRICS_ADDR: `127.0.0.1:${port}` }));
+    expect(check.code, check.stdout + check.stderr).toBe(0);
+    expect(check.stdout).toMatch(/^ {2}rotation: {3}added: "CN=Mesh Root C" is trusted next to "CN=Dev Mesh Root CA"/m);
+    expect(check.stdout).toMatch(/^ {4}1\. CN=Dev Mesh Root CA .*<- the intermediate chains to this one$/m);
+    expect(check.stdout).toContain(`the running agent at http://127.0.0.1:${port}/metrics: added, next step ${new Date(soakEnds).toISOString()}`);
     serial = certOf(soakInter).serialNumber;
 
     // switch: once the new root has been trusted for ROOT_SWITCH_SOAK, a new intermediate from it, and
