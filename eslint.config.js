@@ -46,5 +46,6 @@ export default tseslint.config(
   layer('store', ['vault', 'agent', 'telemetry', 'dev', 'cli']),
   layer('telemetry', ['vault', 'pki', 'store', 'agent', 'dev', 'cli']),
   layer('agent', ['dev', 'cli']),
+  layer('install', ['vault', 'pki', 'store', 'agent', 'telemetry', 'dev', 'cli']),
   layer('common', ['vault', 'pki', 'store', 'agent', 'telemetry', 'dev', 'cli']),
 );

@@ -15,6 +15,7 @@ import { systemClock } from './common/clock.js';
 import { ConfigError, describeError } from './common/errors.js';
 import { mergeFlags } from './config/flags.js';
 import { SETTINGS, flagName, loadSettings } from './config/settings.js';
+import { CHECK_MANIFEST_USAGE, checkManifestCommand } from './install/check-manifest-command.js';
 import { createCliLogger } from './telemetry/logger.js';
 import { AgentMetrics } from './telemetry/metrics.js';
 
@@ -28,6 +29,7 @@ const COMMANDS: [string, string][] = [
   ['sidecar', 'adopt the bundle on disk and renew it before expiry until SIGTERM; serve metrics and health'],
   ['run', 'init, then sidecar, in one process (Kubernetes native sidecar; /readyz turns 200 after the first publish)'],
   ['check [DIR]', 'verify a cert dir (default CERT_DIR) as istiod would and describe it (exit 0 valid, 1 not)'],
+  [CHECK_MANIFEST_USAGE, 'check that every istiod Deployment in a rendered manifest (stdin for -) runs with the agent and cannot fall back to its self-signed CA (exit 0 sound, 1 problems, 2 unreadable)'],
   ['dev', 'without VAULT_ADDR: start a local dev OpenBao, configure it, and run the agent into ./cacerts with a short TTL'],
   ['version', 'print the version'],
 ];
@@ -93,6 +95,8 @@ const runMode: RunMode = async (name, settings, io, extra) => {
  */
 export async function main(args: readonly string[], env: Readonly<Record<string, string | undefined>>, io: CliIo): Promise<number> {
   try {
+    // Its own flags, not settings: handled before the settings are parsed.
+    if (args[0] === 'check-manifest') return await checkManifestCommand(args.slice(1), io);
     const { source, positional } = mergeFlags(env, args.filter((a) => a !== '--help' && a !== '-h' && a !== '--version'));
     if (args.includes('--help') || args.includes('-h') || positional[0] === 'help' || positional.length === 0) {
       io.out(usage());
@@ -114,7 +118,7 @@ export async function main(args: readonly string[], env: Readonly<Record<string,
       case 'dev':
         return await devCommand(source, io, runMode);
       default:
-        throw new ConfigError([`${command}: unknown command (use init, sidecar, run, check, dev, version or --help)`]);
+        throw new ConfigError([`${command}: unknown command (use init, sidecar, run, check, check-manifest, dev, version or --help)`]);
     }
   } catch (err) {
     if (err instanceof ConfigError) {

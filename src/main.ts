@@ -19,6 +19,11 @@ main(process.argv.slice(2), process.env, {
   cwd: process.cwd(),
   isTty: process.stdout.isTTY === true,
   pid: process.pid,
+  readStdin: async () => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  },
 }).then(
   (code) => process.exit(code),
   (err) => {

@@ -7,9 +7,14 @@
 #   2. imports the root from a PEM bundle (--root-bundle) or generates one, only if the mount has none;
 #   3. writes two least-privilege policies: <policy> (sign intermediates at the mount, read its CA) and
 #      <policy>-token (the login token's own lookup/renew/revoke);
-#   4. enables kubernetes auth at a per-cluster mount (default kube-<cluster>-mesh-auth), points it at the
-#      cluster's API server and CA, and writes a role bound to istiod's service account (audience vault);
-#   5. prints a ConfigMap with the agent's settings on stdout (progress goes to stderr).
+#   4. enables the agent's auth method at a per-cluster mount and writes its role:
+#      kubernetes (default; Vault calls the cluster's TokenReview API), jwt (Vault checks istiod's projected
+#      token itself, with the cluster's OIDC discovery URL, JWKS URL or public keys: for a Vault that
+#      cannot reach the API server), or approle (role_id in the settings, secret-id in a Secret);
+#      the role is bound to istiod's service account(s) in its namespace: istiod, or istiod-<rev> for a
+#      revision (--revision), with audience vault;
+#   5. prints a ConfigMap with the agent's settings on stdout (progress goes to stderr), and a ConfigMap
+#      with Vault's CA when the agent needs one (--agent-vault-ca-file, default $VAULT_CACERT).
 #
 # Needs: the `bao` or `vault` CLI (VAULT_BIN overrides), VAULT_ADDR and a token allowed to manage mounts,
 # policies and auth methods (VAULT_TOKEN or the CLI's token helper). Run with --help for the options.
@@ -19,11 +24,25 @@ prog="$(basename "$0")"
 
 usage() {
   cat <<USAGE
-Usage: $prog --cluster NAME --kube-host URL [--kube-ca-file FILE] [options]
+Usage: $prog --cluster NAME [--auth kubernetes] --kube-host URL (--kube-ca-file FILE | --vault-in-cluster) [options]
+       $prog --cluster NAME --auth jwt (--oidc-discovery-url URL | --jwks-url URL | --jwt-public-key-file FILE) [options]
+       $prog --cluster NAME --auth approle [options]
 
 Per cluster (flag, or the environment variable in brackets):
   --cluster NAME              cluster name; goes into CLUSTER_NAME and the default auth mount [CLUSTER_NAME]
-  --kube-host URL             the cluster's API server as Vault reaches it, for TokenReview [KUBE_HOST]
+  --auth METHOD               how the agent logs in: kubernetes (default), jwt or approle [AUTH_METHOD]
+  --auth-mount PATH           default <kube|jwt|approle>-<cluster>-mesh-auth [AUTH_MOUNT]
+  --role NAME                 default istiod [AUTH_ROLE]
+  --namespace NS              istiod's namespace, default istio-system [ISTIOD_NAMESPACE]
+  --revision REV              istiod's revision(s), comma-separated: the role is bound to the service account
+                              istiod-<REV> of each ("default" or empty: istiod) [ISTIOD_REVISION]
+  --service-account NAME      istiod's service account(s), comma-separated, instead of deriving them from
+                              --revision [ISTIOD_SERVICE_ACCOUNT]
+  --audience AUD              audience of the projected token, default vault [TOKEN_AUDIENCE]
+  --token-ttl DUR             lifetime of the agent's Vault token, default 1h [TOKEN_TTL]
+
+  kubernetes auth (Vault reviews istiod's token with the cluster's TokenReview API):
+  --kube-host URL             the cluster's API server as Vault reaches it [KUBE_HOST]
   --kube-ca-file FILE         PEM CA of that API server [KUBE_CA_FILE]
   --token-reviewer-jwt-file FILE
                               JWT Vault sends with TokenReview calls: a long-lived token of a service
@@ -32,13 +51,20 @@ Per cluster (flag, or the environment variable in brackets):
                               audience is the API server's: give one when Vault runs outside the cluster.
   --vault-in-cluster          Vault runs in this very cluster: use its pod's own CA and token instead of
                               --kube-ca-file/--token-reviewer-jwt-file
-  --auth-mount PATH           default kube-<cluster>-mesh-auth [AUTH_MOUNT]
-  --role NAME                 default istiod [AUTH_ROLE]
-  --namespace NS              istiod's namespace, default istio-system [ISTIOD_NAMESPACE]
-  --service-account NAME      istiod's service account, default istiod [ISTIOD_SERVICE_ACCOUNT]
-                              (revisioned control planes use istiod-<rev>; comma-separate several)
-  --audience AUD              audience of the projected token, default vault [TOKEN_AUDIENCE]
-  --token-ttl DUR             lifetime of the agent's Vault token, default 1h [TOKEN_TTL]
+
+  jwt auth (Vault verifies istiod's token itself and never calls the cluster; exactly one source of keys):
+  --oidc-discovery-url URL    the cluster's service-account issuer, whose /.well-known/openid-configuration
+                              Vault can fetch (kubectl get --raw /.well-known/openid-configuration) [OIDC_DISCOVERY_URL]
+  --oidc-discovery-ca-file FILE
+                              PEM CA for that URL [OIDC_DISCOVERY_CA_FILE]
+  --jwks-url URL              the cluster's JWKS endpoint as Vault reaches it [JWKS_URL]
+  --jwks-ca-file FILE         PEM CA for that URL [JWKS_CA_FILE]
+  --jwt-public-key-file FILE  PEM public key(s) that sign the cluster's service-account tokens, comma-separated
+                              files (several during a key rotation) [JWT_PUBLIC_KEY_FILE]
+  --jwt-issuer ISS            the tokens' issuer (iss), checked when given [JWT_ISSUER]
+
+  approle auth (the secret-id goes into a Secret; this script never sees it):
+  --secret-id-ttl DUR         lifetime of each secret-id, default 0 (no expiry) [SECRET_ID_TTL]
 
 Shared by all clusters (the same values on every run):
   --pki-mount PATH            root PKI mount, default mesh-pki [PKI_MOUNT]
@@ -54,6 +80,9 @@ Shared by all clusters (the same values on every run):
 
 Printed settings:
   --agent-vault-addr URL      VAULT_ADDR the agent should use, default \$VAULT_ADDR [AGENT_VAULT_ADDR]
+  --agent-vault-ca-file FILE  CA of Vault's TLS certificate for the agent, default \$VAULT_CACERT; printed as
+                              the ConfigMap istiod-vault-agent-vault-ca, which every manifest variant mounts;
+                              sets VAULT_CACERT. Empty: none [AGENT_VAULT_CA_FILE]
   --cert-ttl DUR              CERT_TTL for the agent, default 720h [CERT_TTL]
   --configmap-name NAME       default istiod-vault-agent [CONFIGMAP_NAME]
 
@@ -68,6 +97,7 @@ die() {
 say() { echo "$prog: $*" >&2; }
 
 cluster="${CLUSTER_NAME:-}"
+auth="${AUTH_METHOD:-kubernetes}"
 kube_host="${KUBE_HOST:-}"
 kube_ca_file="${KUBE_CA_FILE:-}"
 reviewer_jwt_file="${TOKEN_REVIEWER_JWT_FILE:-}"
@@ -75,7 +105,15 @@ vault_in_cluster=false
 auth_mount="${AUTH_MOUNT:-}"
 role="${AUTH_ROLE:-istiod}"
 namespace="${ISTIOD_NAMESPACE:-istio-system}"
-service_account="${ISTIOD_SERVICE_ACCOUNT:-istiod}"
+revision="${ISTIOD_REVISION:-}"
+service_account="${ISTIOD_SERVICE_ACCOUNT:-}"
+oidc_discovery_url="${OIDC_DISCOVERY_URL:-}"
+oidc_discovery_ca_file="${OIDC_DISCOVERY_CA_FILE:-}"
+jwks_url="${JWKS_URL:-}"
+jwks_ca_file="${JWKS_CA_FILE:-}"
+jwt_public_key_file="${JWT_PUBLIC_KEY_FILE:-}"
+jwt_issuer="${JWT_ISSUER:-}"
+secret_id_ttl="${SECRET_ID_TTL:-0}"
 audience="${TOKEN_AUDIENCE:-vault}"
 token_ttl="${TOKEN_TTL:-1h}"
 pki_mount="${PKI_MOUNT:-mesh-pki}"
@@ -87,6 +125,7 @@ max_ttl="${PKI_MAX_TTL:-87600h}"
 issuer_name="${ISSUER_NAME:-mesh-root}"
 policy="${POLICY_NAME:-}"
 agent_vault_addr="${AGENT_VAULT_ADDR:-}"
+agent_vault_ca_file="${AGENT_VAULT_CA_FILE-${VAULT_CACERT:-${BAO_CACERT:-}}}"
 cert_ttl="${CERT_TTL:-720h}"
 configmap_name="${CONFIGMAP_NAME:-istiod-vault-agent}"
 
@@ -116,13 +155,22 @@ while [[ $# -gt 0 ]]; do
   esac
   case "$flag" in
     --cluster) cluster="$value" ;;
+    --auth) auth="$value" ;;
     --kube-host) kube_host="$value" ;;
     --kube-ca-file) kube_ca_file="$value" ;;
     --token-reviewer-jwt-file) reviewer_jwt_file="$value" ;;
     --auth-mount) auth_mount="$value" ;;
     --role) role="$value" ;;
     --namespace) namespace="$value" ;;
+    --revision) revision="$value" ;;
     --service-account) service_account="$value" ;;
+    --oidc-discovery-url) oidc_discovery_url="$value" ;;
+    --oidc-discovery-ca-file) oidc_discovery_ca_file="$value" ;;
+    --jwks-url) jwks_url="$value" ;;
+    --jwks-ca-file) jwks_ca_file="$value" ;;
+    --jwt-public-key-file) jwt_public_key_file="$value" ;;
+    --jwt-issuer) jwt_issuer="$value" ;;
+    --secret-id-ttl) secret_id_ttl="$value" ;;
     --audience) audience="$value" ;;
     --token-ttl) token_ttl="$value" ;;
     --pki-mount) pki_mount="$value" ;;
@@ -134,6 +182,7 @@ while [[ $# -gt 0 ]]; do
     --issuer-name) issuer_name="$value" ;;
     --policy) policy="$value" ;;
     --agent-vault-addr) agent_vault_addr="$value" ;;
+    --agent-vault-ca-file) agent_vault_ca_file="$value" ;;
     --cert-ttl) cert_ttl="$value" ;;
     --configmap-name) configmap_name="$value" ;;
     *) die "unknown option $flag (see --help)" ;;
@@ -145,9 +194,14 @@ name_re='^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$'
 path_re='^[A-Za-z0-9]([A-Za-z0-9_./-]*[A-Za-z0-9])?$'
 [[ -n "$cluster" ]] || die "--cluster is required (e.g. --cluster cluster1)"
 [[ "$cluster" =~ $name_re ]] || die "--cluster: \"$cluster\" must be letters, digits, - _ ."
+case "$auth" in
+  kubernetes) mount_prefix=kube ;;
+  jwt | approle) mount_prefix="$auth" ;;
+  *) die "--auth must be kubernetes, jwt or approle (got \"$auth\")" ;;
+esac
 pki_mount="${pki_mount%/}"
 [[ "$pki_mount" =~ $path_re ]] || die "--pki-mount: \"$pki_mount\" is not a mount path"
-auth_mount="${auth_mount:-kube-$cluster-mesh-auth}"
+auth_mount="${auth_mount:-$mount_prefix-$cluster-mesh-auth}"
 auth_mount="${auth_mount#auth/}"
 auth_mount="${auth_mount%/}"
 [[ "$auth_mount" =~ $path_re ]] || die "--auth-mount: \"$auth_mount\" is not a mount path"
@@ -159,26 +213,85 @@ case "$root_key_type" in
   ec) root_key_bits=384 ;;
   *) die "--root-key-type must be rsa or ec (got \"$root_key_type\")" ;;
 esac
-[[ -n "$kube_host" ]] || die "--kube-host is required: the cluster's API server URL as Vault reaches it (e.g. https://api.cluster1.example:6443)"
-[[ "$kube_host" =~ ^https?:// ]] || die "--kube-host: \"$kube_host\" must start with https:// (or http://)"
-if [[ "$vault_in_cluster" == false ]]; then
-  [[ -n "$kube_ca_file" ]] || die "--kube-ca-file is required (the API server's CA; or --vault-in-cluster)"
-fi
-for f in "$kube_ca_file" "$reviewer_jwt_file" "$root_bundle"; do
+
+# Options of the other methods are mistakes, not no-ops: say so rather than ignore them.
+only_for() {
+  local method="$1" flag="$2" value="$3"
+  [[ -z "$value" || "$auth" == "$method" ]] || die "$flag applies to --auth $method only (this run: --auth $auth)"
+}
+only_for kubernetes --kube-host "$kube_host"
+only_for kubernetes --kube-ca-file "$kube_ca_file"
+only_for kubernetes --token-reviewer-jwt-file "$reviewer_jwt_file"
+[[ "$vault_in_cluster" == false || "$auth" == kubernetes ]] || die "--vault-in-cluster applies to --auth kubernetes only (this run: --auth $auth)"
+for f in oidc-discovery-url oidc-discovery-ca-file jwks-url jwks-ca-file jwt-public-key-file jwt-issuer; do
+  var="${f//-/_}"
+  only_for jwt "--$f" "${!var}"
+done
+
+case "$auth" in
+  kubernetes)
+    [[ -n "$kube_host" ]] || die "--kube-host is required with --auth kubernetes: the cluster's API server URL as Vault reaches it (e.g. https://api.cluster1.example:6443)"
+    [[ "$kube_host" =~ ^https?:// ]] || die "--kube-host: \"$kube_host\" must start with https:// (or http://)"
+    if [[ "$vault_in_cluster" == false ]]; then
+      [[ -n "$kube_ca_file" ]] || die "--kube-ca-file is required with --auth kubernetes (the API server's CA; or --vault-in-cluster)"
+    fi
+    ;;
+  jwt)
+    sources=0
+    for v in "$oidc_discovery_url" "$jwks_url" "$jwt_public_key_file"; do [[ -n "$v" ]] && sources=$((sources + 1)); done
+    [[ $sources -eq 1 ]] || die "--auth jwt needs exactly one of --oidc-discovery-url, --jwks-url, --jwt-public-key-file (got $sources)"
+    for u in "$oidc_discovery_url" "$jwks_url"; do
+      [[ -z "$u" || "$u" =~ ^https?:// ]] || die "\"$u\" must start with https:// (or http://)"
+    done
+    [[ -z "$oidc_discovery_ca_file" || -n "$oidc_discovery_url" ]] || die "--oidc-discovery-ca-file needs --oidc-discovery-url"
+    [[ -z "$jwks_ca_file" || -n "$jwks_url" ]] || die "--jwks-ca-file needs --jwks-url"
+    ;;
+esac
+[[ "$secret_id_ttl" == 0 || "$auth" == approle ]] || die "--secret-id-ttl applies to --auth approle only (this run: --auth $auth)"
+
+IFS=',' read -r -a public_keys <<<"$jwt_public_key_file"
+for f in "$kube_ca_file" "$reviewer_jwt_file" "$root_bundle" "$oidc_discovery_ca_file" "$jwks_ca_file" "$agent_vault_ca_file" "${public_keys[@]}"; do
   [[ -z "$f" || -r "$f" ]] || die "cannot read $f"
 done
-if [[ -n "$kube_ca_file" ]] && ! grep -q -- '-----BEGIN CERTIFICATE-----' "$kube_ca_file"; then
-  die "--kube-ca-file: $kube_ca_file holds no PEM certificate"
-fi
+for f in "$kube_ca_file" "$oidc_discovery_ca_file" "$jwks_ca_file" "$agent_vault_ca_file"; do
+  if [[ -n "$f" ]] && ! grep -q -- '-----BEGIN CERTIFICATE-----' "$f"; then
+    die "$f holds no PEM certificate"
+  fi
+done
+for f in "${public_keys[@]}"; do
+  grep -q -- '-----BEGIN PUBLIC KEY-----' "$f" || die "--jwt-public-key-file: $f holds no PEM public key (-----BEGIN PUBLIC KEY-----)"
+done
 if [[ -n "$root_bundle" ]]; then
   grep -q -- '-----BEGIN CERTIFICATE-----' "$root_bundle" || die "--root-bundle: $root_bundle holds no PEM certificate"
   grep -q -- '-----BEGIN .*PRIVATE KEY-----' "$root_bundle" || die "--root-bundle: $root_bundle holds no unencrypted PEM private key"
+fi
+
+# istiod's service account(s): istiod for the default revision, istiod-<rev> for a revision (the chart
+# names the Deployment, ServiceAccount and Service alike).
+if [[ -n "$service_account" && -n "$revision" ]]; then
+  die "give --revision or --service-account, not both"
+fi
+sa_source="--service-account"
+if [[ -z "$service_account" ]]; then
+  sa_source="${revision:+derived from --revision $revision}"
+  sa_source="${sa_source:-the default revision}"
+  IFS=',' read -r -a revisions <<<"${revision:-default}"
+  derived=()
+  for rev in "${revisions[@]}"; do
+    [[ "$rev" =~ ^[a-z0-9]([a-z0-9-]*[a-z0-9])?$ ]] || die "--revision: \"$rev\" is not a revision name"
+    if [[ "$rev" == default ]]; then derived+=(istiod); else derived+=("istiod-$rev"); fi
+  done
+  service_account="$(IFS=','; echo "${derived[*]}")"
 fi
 IFS=',' read -r -a service_accounts <<<"$service_account"
 for sa in "${service_accounts[@]}"; do
   [[ "$sa" =~ $name_re ]] || die "--service-account: \"$sa\" is not a service account name"
 done
 [[ "$namespace" =~ $name_re ]] || die "--namespace: \"$namespace\" is not a namespace"
+[[ "$audience" =~ ^[A-Za-z0-9][A-Za-z0-9:/._-]*$ ]] || die "--audience: \"$audience\" must be letters, digits, : / . _ -"
+for d in "$token_ttl" "$secret_id_ttl" "$cert_ttl"; do
+  [[ "$d" =~ ^[0-9]+(ms|s|m|h)?$ ]] || die "\"$d\" is not a duration (use 90s, 15m, 720h)"
+done
 
 # --- the CLI ----------------------------------------------------------------------------------------------
 if [[ -n "${VAULT_BIN:-}" ]]; then
@@ -317,42 +430,108 @@ if ! v policy write "$policy-token" - >/dev/null 2>"$errfile" <<<"$token_hcl"; t
   die "cannot write policy $policy-token"
 fi
 
-# --- 4. kubernetes auth, per cluster ----------------------------------------------------------------------
+# --- 4. auth, per cluster --------------------------------------------------------------------------------
 type="$(mount_type auth "$auth_mount")"
 if [[ -z "$type" ]]; then
-  say "enabling kubernetes auth at auth/$auth_mount/"
-  must auth enable -path="$auth_mount" -description="istiod-vault-agent, cluster $cluster" kubernetes
-elif [[ "$type" != kubernetes ]]; then
-  die "auth/$auth_mount/ is a \"$type\" auth method, not kubernetes: choose another --auth-mount"
+  say "enabling $auth auth at auth/$auth_mount/"
+  must auth enable -path="$auth_mount" -description="istiod-vault-agent, cluster $cluster" "$auth"
+elif [[ "$type" != "$auth" ]]; then
+  die "auth/$auth_mount/ is a \"$type\" auth method, not $auth: choose another --auth-mount"
 else
-  say "reusing kubernetes auth at auth/$auth_mount/"
+  say "reusing $auth auth at auth/$auth_mount/"
 fi
-config_args=("kubernetes_host=$kube_host")
-if [[ "$vault_in_cluster" == true ]]; then
-  config_args+=("disable_local_ca_jwt=false")
-else
-  config_args+=("disable_local_ca_jwt=true")
-fi
-[[ -n "$kube_ca_file" ]] && config_args+=("kubernetes_ca_cert=@$kube_ca_file")
-[[ -n "$reviewer_jwt_file" ]] && config_args+=("token_reviewer_jwt=@$reviewer_jwt_file")
-if [[ "$vault_in_cluster" == false && -z "$reviewer_jwt_file" ]]; then
-  say "warning: no --token-reviewer-jwt-file: Vault will call TokenReview with istiod's own token (audience $audience), which the API server normally rejects"
-fi
-must write "auth/$auth_mount/config" "${config_args[@]}"
-say "writing role $role at auth/$auth_mount (service account $namespace/$service_account, audience $audience)"
-must write "auth/$auth_mount/role/$role" \
-  bound_service_account_names="$service_account" \
-  bound_service_account_namespaces="$namespace" \
-  audience="$audience" \
-  token_policies="$policy,$policy-token" \
-  token_no_default_policy=true \
-  token_ttl="$token_ttl" \
-  token_max_ttl="$token_ttl" \
+subjects=()
+for sa in "${service_accounts[@]}"; do subjects+=("system:serviceaccount:$namespace:$sa"); done
+say "istiod's service account(s): ${subjects[*]} ($sa_source)"
+token_args=(
+  token_policies="$policy,$policy-token"
+  token_no_default_policy=true
+  token_ttl="$token_ttl"
+  token_max_ttl="$token_ttl"
   token_type=service
+)
+
+case "$auth" in
+  kubernetes)
+    config_args=("kubernetes_host=$kube_host")
+    if [[ "$vault_in_cluster" == true ]]; then
+      config_args+=("disable_local_ca_jwt=false")
+    else
+      config_args+=("disable_local_ca_jwt=true")
+    fi
+    [[ -n "$kube_ca_file" ]] && config_args+=("kubernetes_ca_cert=@$kube_ca_file")
+    [[ -n "$reviewer_jwt_file" ]] && config_args+=("token_reviewer_jwt=@$reviewer_jwt_file")
+    if [[ "$vault_in_cluster" == false && -z "$reviewer_jwt_file" ]]; then
+      say "warning: no --token-reviewer-jwt-file: Vault will call TokenReview with istiod's own token (audience $audience), which the API server normally rejects"
+    fi
+    must write "auth/$auth_mount/config" "${config_args[@]}"
+    say "writing role $role at auth/$auth_mount (service account(s) $namespace/$service_account, audience $audience)"
+    must write "auth/$auth_mount/role/$role" \
+      bound_service_account_names="$service_account" \
+      bound_service_account_namespaces="$namespace" \
+      audience="$audience" \
+      "${token_args[@]}"
+    ;;
+  jwt)
+    config_args=()
+    if [[ -n "$oidc_discovery_url" ]]; then
+      config_args+=("oidc_discovery_url=$oidc_discovery_url")
+      [[ -n "$oidc_discovery_ca_file" ]] && config_args+=("oidc_discovery_ca_pem=@$oidc_discovery_ca_file")
+      source_desc="OIDC discovery at $oidc_discovery_url"
+    elif [[ -n "$jwks_url" ]]; then
+      config_args+=("jwks_url=$jwks_url")
+      [[ -n "$jwks_ca_file" ]] && config_args+=("jwks_ca_pem=@$jwks_ca_file")
+      source_desc="JWKS at $jwks_url"
+    else
+      # A repeated key becomes a list.
+      for f in "${public_keys[@]}"; do config_args+=("jwt_validation_pubkeys=@$f"); done
+      source_desc="${#public_keys[@]} public key(s)"
+    fi
+    [[ -n "$jwt_issuer" ]] && config_args+=("bound_issuer=$jwt_issuer")
+    say "configuring jwt auth at auth/$auth_mount with $source_desc${jwt_issuer:+, issuer $jwt_issuer}"
+    must write "auth/$auth_mount/config" "${config_args[@]}"
+    # One service account: bound_subject. Several: bound_claims on sub (any of the list). JSON, because
+    # bound_claims is a map; every value in it was validated above (no quotes, no backslashes).
+    if [[ ${#subjects[@]} -eq 1 ]]; then
+      bound="\"bound_subject\":\"${subjects[0]}\""
+    else
+      list="$(printf '"%s",' "${subjects[@]}")"
+      bound="\"bound_claims_type\":\"string\",\"bound_claims\":{\"sub\":[${list%,}]}"
+    fi
+    say "writing role $role at auth/$auth_mount (subject(s) ${subjects[*]}, audience $audience)"
+    must write "auth/$auth_mount/role/$role" - <<JSON
+{"role_type":"jwt","user_claim":"sub","bound_audiences":["$audience"],$bound,
+ "token_policies":["$policy","$policy-token"],"token_no_default_policy":true,
+ "token_ttl":"$token_ttl","token_max_ttl":"$token_ttl","token_type":"service"}
+JSON
+    ;;
+  approle)
+    say "writing role $role at auth/$auth_mount (secret-id ttl $secret_id_ttl)"
+    must write "auth/$auth_mount/role/$role" \
+      bind_secret_id=true \
+      secret_id_ttl="$secret_id_ttl" \
+      secret_id_num_uses=0 \
+      "${token_args[@]}"
+    if ! role_id="$(v read -field=role_id "auth/$auth_mount/role/$role/role-id" 2>"$errfile")"; then
+      cat "$errfile" >&2
+      die "cannot read the role_id of auth/$auth_mount/role/$role"
+    fi
+    ;;
+esac
 
 # --- 5. settings ------------------------------------------------------------------------------------------
 root_subject="$(awk '/BEGIN CERTIFICATE/,/END CERTIFICATE/' <<<"$root_pem" | openssl x509 -noout -subject 2>/dev/null || true)"
 say "done: cluster $cluster signs at $pki_mount/root/sign-intermediate${root_subject:+ under $root_subject}"
+sans=()
+for sa in "${service_accounts[@]}"; do sans+=("$sa.$namespace.svc"); done
+say "each istiod derives CERT_DNS_SANS from its pod (<service account>.<namespace>.svc): ${sans[*]}"
+# Where every manifest variant mounts the optional inputs (manifests/kustomize/common/pod.yaml).
+vault_ca_path=/var/run/secrets/istiod-vault-agent/vault-ca/ca.pem
+approle_secret_path=/var/run/secrets/istiod-vault-agent/approle/secret-id
+if [[ "$auth" == approle ]]; then
+  say "create the secret-id Secret in $namespace (the secret-id goes from Vault to the cluster, never to this terminal):"
+  say "  $(basename "$vault_bin") write -f -field=secret_id auth/$auth_mount/role/$role/secret-id | kubectl -n $namespace create secret generic istiod-vault-agent-approle --from-file=secret-id=/dev/stdin"
+fi
 cat <<SNIPPET
 # Settings for istiod-vault-agent in cluster $cluster (kubectl apply -f - in the cluster).
 apiVersion: v1
@@ -362,11 +541,33 @@ metadata:
   namespace: $namespace
 data:
   VAULT_ADDR: "$agent_vault_addr"
-  AUTH_METHOD: kubernetes
+  AUTH_METHOD: $auth
   AUTH_MOUNT: $auth_mount
-  AUTH_ROLE: $role
+SNIPPET
+case "$auth" in
+  kubernetes | jwt) echo "  AUTH_ROLE: $role" ;;
+  approle)
+    echo "  APPROLE_ROLE_ID: \"$role_id\""
+    echo "  APPROLE_SECRET_ID_FILE: $approle_secret_path"
+    ;;
+esac
+cat <<SNIPPET
   PKI_SIGN_PATH: $pki_mount/root/sign-intermediate
   CLUSTER_NAME: $cluster
   CERT_TTL: $cert_ttl
-  # VAULT_CACERT: /path/to/mounted/vault-ca.pem   (when Vault's TLS certificate is not from a public CA)
 SNIPPET
+if [[ -n "$agent_vault_ca_file" ]]; then
+  echo "  VAULT_CACERT: $vault_ca_path"
+  cat <<SNIPPET
+---
+# The CA of Vault's TLS certificate, for the agent (VAULT_CACERT above); public, not a secret.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: istiod-vault-agent-vault-ca
+  namespace: $namespace
+data:
+  ca.pem: |
+SNIPPET
+  sed -e 's/\r$//' -e 's/^/    /' "$agent_vault_ca_file"
+fi

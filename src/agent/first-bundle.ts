@@ -51,7 +51,8 @@ export async function ensureFirstBundle(
   /** A due but valid bundle is still better than none: istiod starts on it. */
   const keepValid = (why: string, e: AgentError | undefined): FirstBundleResult | undefined => {
     if (state.kind !== 'valid' || !keeper.isReady()) return undefined;
-    log.warn({ reason: e?.reason }, `${why}, but the current bundle is still valid: istiod starts with it and the sidecar keeps renewing`);
+    // The one line this attempt gets: it says what failed, not only that the bundle is kept.
+    log.warn({ reason: e?.reason, code: e?.code, ...(e ? { err: e } : {}) }, `${why}${e ? ` (${describeError(e)})` : ''}, but the current bundle is still valid: istiod starts with it and the sidecar keeps renewing`);
     return { ok: true, issued: false };
   };
   const giveUp = (e: AgentError, attempts: number): FirstBundleResult => {

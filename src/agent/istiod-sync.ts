@@ -1,14 +1,49 @@
 /**
- * Did istiod take the new intermediate? istiod (1.24+) exports citadel_server_cert_chain_expiry_timestamp
- * on its own metrics port; after a publish it must equal the new intermediate's notAfter. Older istiod,
- * a disabled port or another error means "unknown", which is reported but never treated as a failure.
+ * Did istiod take the new intermediate? istiod exports citadel_server_cert_chain_expiry_timestamp on its
+ * own metrics port; after a publish it must equal the new intermediate's notAfter. Before Istio 1.24
+ * istiod sets that gauge only when its CA server starts, never after a hot reload, so another value
+ * proves nothing there: an istiod that says it is older than 1.24 (istio_build) gets "unknown", as does
+ * a disabled port or another error. "unknown" is reported but never treated as a failure.
  */
 import { AbortedError, type Clock } from '../common/clock.js';
 
 export const ISTIOD_EXPIRY_METRIC = 'citadel_server_cert_chain_expiry_timestamp';
 export const SYNC_POLL_MS = 2000;
+/** The first Istio minor (1.x) whose istiod updates ISTIOD_EXPIRY_METRIC after a hot reload of ROOT_CA_DIR. */
+export const RELOAD_AWARE_MINOR = 24;
 
 export type SyncState = 'in_sync' | 'out_of_sync' | 'unknown';
+
+export interface IstiodVersion {
+  major: number;
+  minor: number;
+  /** As istiod reports it, e.g. `1.23.2`. */
+  tag: string;
+}
+
+/**
+ * istiod's release from its metrics page: `istio_build{component="pilot",tag="1.23.2"}` (istio/istio
+ * pkg/version/stats.go, recorded at start by pilot/pkg/bootstrap/monitoring.go), else the version in
+ * `pilot_info{version="1.23.2-<sha>-Clean"}`. Undefined when neither names a release (a dev build).
+ */
+export function readIstiodVersion(page: string): IstiodVersion | undefined {
+  const labelValue = (labels: string, name: string) => new RegExp(`(?:^|,)\\s*${name}="([^"]*)"`).exec(labels)?.[1];
+  const candidates: string[] = [];
+  for (const m of page.matchAll(/^istio_build\{([^}]*)\}/gm)) {
+    if (labelValue(m[1]!, 'component') === 'pilot') candidates.push(labelValue(m[1]!, 'tag') ?? '');
+  }
+  for (const m of page.matchAll(/^pilot_info\{([^}]*)\}/gm)) candidates.push(labelValue(m[1]!, 'version') ?? '');
+  for (const c of candidates) {
+    const v = /^v?(\d+)\.(\d+)(?:\.\d+)?/.exec(c);
+    if (v) return { major: Number(v[1]), minor: Number(v[2]), tag: v[0].replace(/^v/, '') };
+  }
+  return undefined;
+}
+
+/** Whether istiod of `v` updates ISTIOD_EXPIRY_METRIC after a hot reload (Istio 1.24 and later). */
+export function reportsReloads(v: IstiodVersion): boolean {
+  return v.major > 1 || v.minor >= RELOAD_AWARE_MINOR;
+}
 
 export type FetchText = (url: string, signal: AbortSignal) => Promise<string>;
 
@@ -35,16 +70,24 @@ export async function waitForIstiod(opts: {
   fetchText: FetchText;
   signal: AbortSignal;
   pollMs?: number;
-}): Promise<{ state: SyncState; seen: number | undefined }> {
+}): Promise<{ state: SyncState; seen: number | undefined; why?: string }> {
   const deadline = opts.clock.now() + opts.timeoutMs;
   const want = Math.floor(opts.notAfterMs / 1000);
   let seen: number | undefined;
   for (;;) {
     if (opts.signal.aborted) throw new AbortedError();
     try {
-      const values = readExpiryMetric(await opts.fetchText(opts.url, opts.signal));
+      const page = await opts.fetchText(opts.url, opts.signal);
+      const values = readExpiryMetric(page);
       if (values.some((v) => Math.abs(v - want) <= 1)) return { state: 'in_sync', seen: want };
-      if (values.length) seen = values[0];
+      if (values.length) {
+        seen = values[0];
+        // A match still proves istiod loaded it (it started with it); another value proves nothing before 1.24.
+        const version = readIstiodVersion(page);
+        if (version && !reportsReloads(version)) {
+          return { state: 'unknown', seen, why: `istiod ${version.tag} sets ${ISTIOD_EXPIRY_METRIC} only when it starts, not after a reload (Istio < 1.${RELOAD_AWARE_MINOR})` };
+        }
+      }
     } catch (err) {
       if (opts.signal.aborted) throw new AbortedError();
       void err; // unreachable istiod: keep polling until the deadline, then report unknown

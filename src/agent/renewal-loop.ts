@@ -246,7 +246,7 @@ export class RenewalLoop {
         );
       } else {
         metrics.recordIstiodSync(undefined);
-        log.info({ url: istiod.url }, 'cannot tell whether istiod loaded the new intermediate (no citadel_server_cert_chain_expiry_timestamp; istiod < 1.24 or metrics off)');
+        log.info({ url: istiod.url, why: res.why ?? 'no citadel_server_cert_chain_expiry_timestamp: metrics off or unreachable' }, 'cannot tell whether istiod loaded the new intermediate');
       }
     })().catch((err) => {
       if (!isAbort(err)) log.warn({ err }, 'istiod sync check failed');

@@ -103,11 +103,16 @@ export function planRoots(i: RootPlanInput): RootPlan {
   let nextAt: number | undefined;
   const at = (t: number) => (nextAt = nextAt === undefined ? t : Math.min(nextAt, t));
 
-  // add: every valid root of the mount is trusted.
+  // add: every valid root of the mount is trusted, and every extra root.
   for (const r of valid) {
     if (published.some((c) => same(c, r.cert))) continue;
     blocks = [...blocks, { text: r.cert.pem, cert: r.cert }];
     notes.push(`add: root "${r.cert.subject}" (${r.cert.fingerprint}) is new in the mount; root-cert.pem gets it next to the current one`);
+  }
+  for (const e of i.extraRoots) {
+    if (blocks.some((b) => same(b.cert, e))) continue;
+    blocks = [...blocks, { text: e.pem, cert: e }];
+    notes.push(`add: root "${e.subject}" (${e.fingerprint}) from EXTRA_TRUST_ROOTS_FILE`);
   }
 
   // switch: the signing root differs from the published intermediate's, and has been trusted long enough.
@@ -144,7 +149,7 @@ export function planRoots(i: RootPlanInput): RootPlan {
     if (same(c, keep) || same(c, i.target.cert) || isExtra(c)) continue;
     if (!inVault(c)) {
       blocks = blocks.filter((x) => x !== b);
-      notes.push(`remove: root "${c.subject}" (${c.fingerprint}) is no longer a valid issuer in the mount`);
+      notes.push(`remove: root "${c.subject}" (${c.fingerprint}) is neither a valid issuer in the mount nor in EXTRA_TRUST_ROOTS_FILE`);
       continue;
     }
     // Older than the root in use: the one being rotated out. (A newer one is being added.)

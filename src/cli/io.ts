@@ -11,6 +11,8 @@ export interface CliIo {
   isTty?: boolean;
   /** This process's id, for the "kill -HUP" hint. */
   pid?: number;
+  /** All of standard input (check-manifest -). */
+  readStdin?: () => Promise<string>;
 }
 
 export interface RunModeExtras {

@@ -5,6 +5,28 @@
  */
 import { parseDuration } from '../common/duration.js';
 
+/**
+ * A URL as it may appear in a message: a user:password in it is replaced, since the message goes to
+ * stderr and into pod logs. Text that does not parse as a URL is shown up to its first '@' only.
+ */
+export function shownUrl(v: string): string {
+  try {
+    const u = new URL(v.trim());
+    if (u.username || u.password) {
+      u.username = '';
+      u.password = '';
+      return u.toString().replace(/^([a-z]+:\/\/)/i, '$1<user:password>@').replace(/\/$/, '');
+    }
+    return v;
+  } catch {
+    const at = v.lastIndexOf('@');
+    if (at === -1) return v;
+    const scheme = v.indexOf('//');
+    const start = scheme !== -1 && scheme < at ? scheme + 2 : 0;
+    return `${v.slice(0, start)}<hidden>@${v.slice(at + 1)}`;
+  }
+}
+
 /** A value a parser refuses; `message` completes "<SETTING>: ". */
 export class Bad {
   constructor(readonly message: string) {}
@@ -54,9 +76,9 @@ export const httpUrl: Parser<string> = (v) => {
   try {
     url = new URL(v.trim());
   } catch {
-    return new Bad(`"${v}" is not a URL (use https://vault.example:8200)`);
+    return new Bad(`"${shownUrl(v)}" is not a URL (use https://vault.example:8200)`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return new Bad(`"${v}" must start with http:// or https://`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return new Bad(`"${shownUrl(v)}" must start with http:// or https://`);
   return url.toString().replace(/\/$/, '');
 };
 
@@ -85,7 +107,7 @@ export const httpUrlOrOff: Parser<string | undefined> = (v) => {
   } catch {
     /* reported below */
   }
-  return new Bad(`"${v}" is not an http(s) URL (or empty to disable)`);
+  return new Bad(`"${shownUrl(v)}" is not an http(s) URL (or empty to disable)`);
 };
 
 /** Comma-separated origins (scheme://host:port), nothing else. */
@@ -96,10 +118,10 @@ export const origins: Parser<string[]> = (v) => {
     try {
       u = new URL(item);
     } catch {
-      return new Bad(`"${item}" is not a URL (use https://vault-1.example:8200)`);
+      return new Bad(`"${shownUrl(item)}" is not a URL (use https://vault-1.example:8200)`);
     }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') return new Bad(`"${item}" must start with http:// or https://`);
-    if (u.username || u.password || (u.pathname !== '/' && u.pathname !== '') || u.search) return new Bad(`"${item}" must be an origin only (scheme://host:port)`);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return new Bad(`"${shownUrl(item)}" must start with http:// or https://`);
+    if (u.username || u.password || (u.pathname !== '/' && u.pathname !== '') || u.search) return new Bad(`"${shownUrl(item)}" must be an origin only (scheme://host:port)`);
     out.push(u.origin);
   }
   return out;

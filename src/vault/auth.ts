@@ -43,7 +43,7 @@ export const LOGIN_DENIED_RETRY_DELAYS_MS = [1000, 2000] as const;
 function deniedHint(spec: AuthSpec): string {
   switch (spec.method) {
     case 'kubernetes':
-      return `likely causes: role "${spec.role}" does not exist at auth/${spec.mount}; the role's bound_service_account_names/namespaces do not match istiod's service account; the token's audience is not in the role's audience; AUTH_MOUNT is wrong; or Vault could not reach the Kubernetes API for its TokenReview (retried, still failing)`;
+      return `likely causes: role "${spec.role}" does not exist at auth/${spec.mount}, or AUTH_MOUNT is wrong; the role's bound_service_account_names/namespaces do not match istiod's service account (istiod-<rev> for a revision) or the token's audience is not the role's audience; or Vault's TokenReview of the token failed: the mount's token_reviewer_jwt is missing (Vault then sends istiod's own token, which the API server refuses), expired, or its service account lacks system:auth-delegator or no longer exists; istiod's service account was re-created after the token was issued (uid mismatch: the next projected token fixes it); or Vault cannot reach the Kubernetes API (kubernetes_host, kubernetes_ca_cert) (retried, still failing)`;
     case 'jwt':
       return `likely causes: role "${spec.role}" does not exist at auth/${spec.mount}; bound_subject/bound_audiences do not match the token; AUTH_MOUNT is wrong`;
     case 'approle':

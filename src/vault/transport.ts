@@ -159,6 +159,9 @@ export function createVaultTransport(opts: TransportOptions): VaultTransport {
   (client as unknown as { pathPrefix: string }).pathPrefix = '';
   (client as unknown as { token: string | undefined }).token = undefined;
   (client as unknown as { namespace: string | undefined }).namespace = opts.namespace;
+  // LIST as `GET ...?list=1`, which Vault treats the same: a proxy or load balancer between the pod and
+  // Vault (or Node's own HTTP parser) may refuse the non-standard LIST method.
+  (client as unknown as { noCustomHTTPVerbs: boolean }).noCustomHTTPVerbs = true;
 
   return {
     setCaCert(pem) {

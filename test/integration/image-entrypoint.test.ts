@@ -1,11 +1,14 @@
 /**
  * The image, without a Docker engine: image/Dockerfile is parsed and held to its contract (multi-stage,
- * pinned bases, distroless Node LTS runtime, UID 1337, exec-form ENTRYPOINT running node on the bundle,
- * no RUN in the runtime stage), and the bundle is run exactly as that ENTRYPOINT runs it, from a folder
- * with no node_modules anywhere above it, with the settings the kustomize ConfigMap and container env
- * would give it (pointed at the test OpenBao with jwt auth).
+ * bases pinned by digest, distroless Node LTS runtime, OCI labels, UID 1337, exec-form ENTRYPOINT, no RUN
+ * in the runtime stage), and the bundle is run EXACTLY as the parsed ENTRYPOINT and CMD say: the runtime
+ * stage's files (its COPY instructions) laid out under a scratch root with no node_modules anywhere
+ * above, the base image's node at /nodejs/bin/node stood in by this Node, with the settings the
+ * kustomize ConfigMap and container env would give it (pointed at the test OpenBao with jwt auth).
+ * scripts/pin-base-images.sh is checked against a stand-in for `crane` (no registry is reachable here).
  */
 import { spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import { builtinModules } from 'node:module';
@@ -15,10 +18,13 @@ import { describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import pkg from '../../package.json' with { type: 'json' };
 import { BUNDLE, cleanEnv, type LogLine } from '../helpers/agent-process.js';
+import { containerEnv } from '../helpers/container-env.js';
 import { useOpenBao } from '../helpers/openbao.js';
 
 const DOCKERFILE = path.resolve('image/Dockerfile');
-const ENTRYPOINT = ['/nodejs/bin/node', '/app/istiod-vault-agent.mjs'];
+/** Where the distroless Node.js images keep node (their own ENTRYPOINT is this binary). */
+const BASE_IMAGE_NODE = '/nodejs/bin/node';
+const DIGEST = /@sha256:[0-9a-f]{64}$/;
 
 interface Instruction {
   op: string;
@@ -84,17 +90,52 @@ function dockerignoreAllows(rules: string[], file: string): boolean {
   return included;
 }
 
+type Stage = ReturnType<typeof stages>[number];
+
+/** The runtime stage's exec-form ENTRYPOINT and CMD (the last of each, as Docker takes them). */
+function execForm(runtime: Stage): { entrypoint: string[]; cmd: string[] } {
+  const last = (op: string) => runtime.body.filter((i) => i.op === op).at(-1);
+  const entry = last('ENTRYPOINT');
+  expect(entry, 'the runtime stage has an ENTRYPOINT').toBeDefined();
+  const parse = (i: Instruction | undefined) => {
+    if (!i) return [];
+    const v = JSON.parse(i.args) as unknown;
+    expect(Array.isArray(v) && v.every((x) => typeof x === 'string'), `${i.op} must be exec form (a JSON list): ${i.args}`).toBe(true);
+    return v as string[];
+  };
+  return { entrypoint: parse(entry), cmd: parse(last('CMD')) };
+}
+
+/**
+ * The files the runtime stage adds, as image path -> repository path: each `COPY --from=<build stage>
+ * <src> <dest>` where <src> is under the build stage's WORKDIR, whose content there is the repository's
+ * (the build stage copies the sources in and builds them the way `npm run build` does here).
+ */
+function runtimeFiles(runtime: Stage, build: Stage): Map<string, string> {
+  const workdir = build.body.filter((i) => i.op === 'WORKDIR').at(-1)?.args ?? '/';
+  const files = new Map<string, string>();
+  for (const c of runtime.body.filter((i) => i.op === 'COPY')) {
+    const parts = c.args.split(/\s+/);
+    expect(parts.find((p) => p.startsWith('--from=')), `${c.args}: copies from the build stage`).toBe(`--from=${build.name}`);
+    const [src, dest] = parts.filter((p) => !p.startsWith('--'));
+    expect(src!.startsWith(`${workdir}/`), `${src} is under the build stage's WORKDIR ${workdir}`).toBe(true);
+    files.set(dest!, path.resolve(path.posix.relative(workdir, src!)));
+  }
+  return files;
+}
+
 describe('image/Dockerfile', () => {
   const ins = parseDockerfile(readFileSync(DOCKERFILE, 'utf8'));
   const st = stages(ins);
   const runtime = st.at(-1)!;
   const build = st[0]!;
 
-  it('is multi-stage with pinned bases: a Node build stage and a distroless Node LTS runtime', () => {
+  it('is multi-stage with bases pinned by tag AND digest: a Node build stage and a distroless Node LTS runtime', () => {
     expect(st.length).toBeGreaterThanOrEqual(2);
     for (const s of st) {
-      const tag = tagOf(s.from);
-      expect(tag, `${s.from} must name a tag or digest`).toBeDefined();
+      expect(s.from, `${s.from} must be pinned by digest`).toMatch(DIGEST);
+      const tag = tagOf(s.from.replace(DIGEST, ''));
+      expect(tag, `${s.from} must name a tag too (it says what the digest is)`).toBeDefined();
       expect(tag).not.toBe('latest');
     }
     const runtimeMatch = /^gcr\.io\/distroless\/nodejs(22|24)-debian1[23]:/.exec(runtime.from);
@@ -117,13 +158,31 @@ describe('image/Dockerfile', () => {
     expect(runtime.body.filter((i) => i.op === 'RUN'), 'distroless has no shell').toEqual([]);
   });
 
-  it('runs as 1337:1337 with an exec-form ENTRYPOINT of node on the bundle', () => {
+  it('runs as 1337:1337 with an exec-form ENTRYPOINT of the base image\'s node', () => {
     const users = runtime.body.filter((i) => i.op === 'USER');
     expect(users.at(-1)?.args).toBe('1337:1337');
-    const entry = runtime.body.filter((i) => i.op === 'ENTRYPOINT').at(-1)!;
-    expect(JSON.parse(entry.args)).toEqual(ENTRYPOINT);
-    const cmd = runtime.body.filter((i) => i.op === 'CMD').at(-1);
-    if (cmd) expect(Array.isArray(JSON.parse(cmd.args))).toBe(true);
+    const { entrypoint, cmd } = execForm(runtime);
+    expect(entrypoint[0]).toBe(BASE_IMAGE_NODE);
+    expect(Array.isArray(cmd)).toBe(true);
+  });
+
+  it('labels the image with OCI source, version and revision from build args', () => {
+    const labels = Object.fromEntries(runtime.body.filter((i) => i.op === 'LABEL').flatMap((i) => [...i.args.matchAll(/([\w.-]+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!])));
+    expect(labels).toMatchObject({
+      'org.opencontainers.image.title': 'istiod-vault-agent',
+      'org.opencontainers.image.licenses': pkg.license,
+      'org.opencontainers.image.version': '${VERSION}',
+      'org.opencontainers.image.revision': '${REVISION}',
+      'org.opencontainers.image.source': '${SOURCE_URL}',
+      'org.opencontainers.image.base.name': '${NODE_RUNTIME_IMAGE}',
+    });
+    // Every label's build arg is declared in the runtime stage (a global ARG is not visible in a stage
+    // unless re-declared), and VERSION defaults to the package's version, which the build stage checks.
+    const stageArgs = runtime.body.filter((i) => i.op === 'ARG').map((i) => i.args.split('=')[0]);
+    for (const v of ['VERSION', 'REVISION', 'SOURCE_URL', 'NODE_RUNTIME_IMAGE']) expect(stageArgs, v).toContain(v);
+    const globalVersion = ins.slice(0, ins.findIndex((i) => i.op === 'FROM')).find((i) => i.op === 'ARG' && i.args.startsWith('VERSION='));
+    expect(globalVersion?.args).toBe(`VERSION=${pkg.version}`);
+    expect(build.body.find((i) => i.op === 'RUN' && /npm run build/.test(i.args))?.args).toMatch(/\$v" != "\$VERSION".*exit 1/);
   });
 
   it('has a .dockerignore that sends exactly what the build stage copies', () => {
@@ -133,6 +192,57 @@ describe('image/Dockerfile', () => {
     for (const f of ['node_modules', 'dist/istiod-vault-agent.mjs', '.git', '.tools/venv', 'test/unit', 'cacerts/ca-key.pem']) {
       expect(dockerignoreAllows(rules, f), `${f} stays out of the build context`).toBe(false);
     }
+  });
+});
+
+describe('scripts/pin-base-images.sh', () => {
+  const SCRIPT = path.resolve('scripts/pin-base-images.sh');
+
+  /** A stand-in for `crane digest` (no registry is reachable from the test machine). */
+  async function withCrane(digests: Record<string, string>, fn: (env: Record<string, string>, dockerfile: string) => Promise<void>): Promise<void> {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-pin-'));
+    try {
+      const cases = Object.entries(digests).map(([ref, d]) => `  "${ref}") echo "${d}" ;;`).join('\n');
+      await fs.writeFile(path.join(dir, 'crane'), `#!/bin/sh\n[ "$1" = digest ] || exit 2\necho "$2" >> "${dir}/asked"\ncase "$2" in\n${cases}\n  *) echo "no such tag $2" >&2; exit 1 ;;\nesac\n`, { mode: 0o755 });
+      const dockerfile = path.join(dir, 'Dockerfile');
+      await fs.copyFile(DOCKERFILE, dockerfile);
+      await fn({ PATH: `${dir}:${process.env.PATH ?? ''}`, DOCKERFILE: dockerfile, HOME: dir }, dockerfile);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  const pinned = () => stages(parseDockerfile(readFileSync(DOCKERFILE, 'utf8'))).map((x) => x.from);
+
+  it('--check passes when the pins are the tags\' digests, and fails naming the one that moved', async () => {
+    const [buildRef, runtimeRef] = pinned() as [string, string];
+    const current = Object.fromEntries([buildRef, runtimeRef].map((r) => [r.replace(DIGEST, ''), r.slice(r.indexOf('@') + 1)]));
+    await withCrane(current, async (env) => {
+      const ok = spawnSync(SCRIPT, ['--check'], { env, encoding: 'utf8' });
+      expect(ok.status, ok.stderr).toBe(0);
+    });
+    const moved = { ...current, [runtimeRef.replace(DIGEST, '')]: `sha256:${'b'.repeat(64)}` };
+    await withCrane(moved, async (env, dockerfile) => {
+      const stale = spawnSync(SCRIPT, ['--check'], { env, encoding: 'utf8' });
+      expect(stale.status).toBe(1);
+      expect(stale.stderr).toContain(`${runtimeRef.replace(DIGEST, '')}: ${runtimeRef.slice(runtimeRef.indexOf('@') + 1)} -> sha256:${'b'.repeat(64)}`);
+      expect(await fs.readFile(dockerfile, 'utf8'), '--check changes nothing').toBe(readFileSync(DOCKERFILE, 'utf8'));
+      // Without --check it rewrites exactly that ARG, keeping the tag.
+      const fix = spawnSync(SCRIPT, [], { env, encoding: 'utf8' });
+      expect(fix.status, fix.stderr).toBe(0);
+      const after = await fs.readFile(dockerfile, 'utf8');
+      expect(after).toContain(`ARG NODE_RUNTIME_IMAGE=${runtimeRef.replace(DIGEST, '')}@sha256:${'b'.repeat(64)}`);
+      expect(after).toContain(`ARG NODE_BUILD_IMAGE=${buildRef}`);
+      expect(after.split('\n').length).toBe(readFileSync(DOCKERFILE, 'utf8').split('\n').length);
+    });
+  });
+
+  it('fails loudly when the registry does not know a tag', async () => {
+    await withCrane({}, async (env) => {
+      const res = spawnSync(SCRIPT, ['--check'], { env, encoding: 'utf8' });
+      expect(res.status).not.toBe(0);
+      expect(res.stderr).toMatch(/crane digest .* failed/);
+    });
   });
 });
 
@@ -153,38 +263,78 @@ describe.skipIf(!bao.available)('the bundle run as the ENTRYPOINT runs it', () =
     expect(externalSpecifiers()).toEqual(['supports-color']);
   });
 
-  it('issues with the ConfigMap settings from a folder with no node_modules', async () => {
-    const appDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-image-'));
+  it('runs the parsed ENTRYPOINT + CMD, then ENTRYPOINT + the manifests\' args, from the image\'s files alone', async () => {
+    const st = stages(parseDockerfile(readFileSync(DOCKERFILE, 'utf8')));
+    const runtime = st.at(-1)!;
+    const { entrypoint, cmd } = execForm(runtime);
+    const imageFiles = runtimeFiles(runtime, st[0]!);
+    expect(imageFiles.get('/app/istiod-vault-agent.mjs')).toBe(BUNDLE);
+    const root = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-image-'));
     try {
-      // The image holds one file in /app; so does this folder, and nothing up the tree has node_modules.
-      const bundle = path.join(appDir, 'istiod-vault-agent.mjs');
-      await fs.copyFile(BUNDLE, bundle);
-      for (let d = appDir; ; d = path.dirname(d)) {
+      // The image's filesystem as far as the agent is concerned: what the runtime stage copies, under a
+      // scratch root; nothing up the tree has node_modules.
+      for (const [dest, src] of imageFiles) {
+        await fs.mkdir(path.join(root, path.dirname(dest)), { recursive: true });
+        await fs.copyFile(src, path.join(root, dest));
+      }
+      for (let d = root; ; d = path.dirname(d)) {
         expect(existsSync(path.join(d, 'node_modules')), `${d}/node_modules`).toBe(false);
         if (path.dirname(d) === d) break;
       }
+      const workdir = path.join(root, runtime.body.filter((i) => i.op === 'WORKDIR').at(-1)?.args ?? '/');
+      /** argv as the container runtime would exec it, mapped onto the scratch root. */
+      const argv = (args: string[]) =>
+        [...entrypoint, ...args].map((a, i) => {
+          if (i === 0) {
+            expect(a).toBe(BASE_IMAGE_NODE);
+            return process.execPath;
+          }
+          if (i < entrypoint.length && a.startsWith('/')) {
+            expect(imageFiles.has(a), `ENTRYPOINT names ${a}, which the runtime stage does not contain`).toBe(true);
+            return path.join(root, a);
+          }
+          return a;
+        });
+      const exec = (args: string[], env: Record<string, string>) => {
+        const [bin, ...rest] = argv(args);
+        return spawnSync(bin!, rest, { cwd: workdir, env, encoding: 'utf8', timeout: 60_000 });
+      };
 
-      // Settings as in the pod: the example ConfigMap (envFrom) pointed at the test OpenBao with jwt
-      // auth, plus the container's own env (CERT_DIR, SA_TOKEN_PATH) at local paths.
+      const bare = exec(cmd, cleanEnv({}));
+      expect(bare.status, `ENTRYPOINT + CMD (${cmd.join(' ')}) exits 0`).toBe(0);
+      expect(bare.stdout).toMatch(/^istiod-vault-agent /);
+
+      // Settings as in the pod: the environment Kubernetes computes for the init container (the example
+      // ConfigMap through envFrom, the container's env with the downward API and $(VAR) expansion) for an
+      // istiod-canary in mesh-cp; then pointed at the test OpenBao with jwt auth, with local paths.
       const cm = YAML.parse(readFileSync(path.resolve('manifests/kustomize/examples/configmap.yaml'), 'utf8')) as { data: Record<string, string> };
       const init = (YAML.parse(readFileSync(path.resolve('manifests/kustomize/classic/init-container.yaml'), 'utf8')) as { spec: { template: { spec: { initContainers: { args: string[]; env: { name: string }[] }[] } } } }).spec.template.spec.initContainers[0]!;
-      expect(init.env.map((e) => e.name).sort()).toEqual(['CERT_DIR', 'SA_TOKEN_PATH']);
-      const certDir = path.join(appDir, 'etc-cacerts');
-      // The pod's emptyDir: mounted before the agent starts (the agent never creates CERT_DIR).
+      const podEnv = containerEnv(init, { 'istiod-vault-agent': cm.data }, { namespace: 'mesh-cp', serviceAccountName: 'istiod-canary' });
+      expect(podEnv.CERT_DNS_SANS).toBe('istiod-canary.mesh-cp.svc');
+      const certDir = path.join(root, 'etc-cacerts');
       await fs.mkdir(certDir);
       const env = cleanEnv({
-        ...cm.data,
+        ...podEnv,
         ...bao.get().env, // VAULT_ADDR, AUTH_METHOD=jwt, AUTH_MOUNT=jwt, AUTH_ROLE=istiod, SA_TOKEN_PATH
         PKI_SIGN_PATH: 'pki/root/sign-intermediate',
         KEY_TYPE: 'ec',
         CERT_DIR: certDir,
       });
-      const run = (args: string[]) => spawnSync(process.execPath, [bundle, ...args], { cwd: appDir, env, encoding: 'utf8', timeout: 60_000 });
+      const run = (args: string[]) => exec(args, env);
 
       const version = run(['version']);
       expect(version.status, version.stderr).toBe(0);
       expect(version.stdout.trim()).toBe(pkg.version);
-      expect(run(['--help']).status, 'the image CMD (--help) exits 0').toBe(0);
+
+      // The long-running commands of the other containers: accepted as commands (they stop at the
+      // missing VAULT_ADDR, exit 2, instead of "unknown command").
+      for (const file of ['classic/sidecar-container.yaml', 'native/native-sidecar.yaml']) {
+        const text = readFileSync(path.resolve('manifests/kustomize', file), 'utf8');
+        const args = JSON.parse(/^\s*args: (\[.*\])$/m.exec(text)![1]!) as string[];
+        const r = exec(args, cleanEnv({}));
+        expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(2);
+        expect(r.stderr).toMatch(/^VAULT_ADDR: /m);
+      }
 
       const res = run(init.args);
       expect(res.status, res.stdout + res.stderr).toBe(0);
@@ -195,8 +345,10 @@ describe.skipIf(!bao.available)('the bundle run as the ENTRYPOINT runs it', () =
       const check = run(['check', certDir]);
       expect(check.status, check.stderr).toBe(0);
       expect(check.stdout).toMatch(/L=cluster1/);
+      // The SAN derived in the pod reached the intermediate.
+      expect(new X509Certificate(await fs.readFile(path.join(certDir, 'ca-cert.pem'))).subjectAltName).toBe('DNS:istiod-canary.mesh-cp.svc');
     } finally {
-      await fs.rm(appDir, { recursive: true, force: true });
+      await fs.rm(root, { recursive: true, force: true });
     }
   });
 });

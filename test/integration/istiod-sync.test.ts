@@ -85,6 +85,16 @@ describe.skipIf(!bao.available)('istiod in sync', () => {
     expect(a.lines.some((l) => l.level === 'error')).toBe(false);
   });
 
+  it('stays unknown on Istio < 1.24, whose gauge keeps the value from its start, without re-publishing', async () => {
+    page = async () => `istio_build{component="pilot",tag="1.23.2"} 1\n${istiodPage(1700000000)}`;
+    const { a, port } = await run();
+    const line = await a.waitFor((l) => /cannot tell whether istiod loaded/.test(l.msg), 20_000);
+    expect(line.why).toMatch(/^istiod 1\.23\.2 sets citadel_server_cert_chain_expiry_timestamp only when it starts/);
+    expect(sample((await httpGet(`http://127.0.0.1:${port}/metrics`)).text, 'istiod_vault_agent_istiod_in_sync')).toBeUndefined();
+    expect(a.lines.some((l) => /re-publish/.test(l.msg))).toBe(false);
+    expect(a.lines.some((l) => l.level === 'error')).toBe(false);
+  });
+
   it('checks again when istiod catches up later', async () => {
     let calls = 0;
     page = async () => (++calls < 3 ? istiodPage(1700000000) : istiodPage(await notAfterOnDisk()));

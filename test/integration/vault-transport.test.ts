@@ -267,7 +267,7 @@ describe('login', () => {
     expect(seen).toHaveLength(LOGIN_DENIED_RETRY_DELAYS_MS.length + 1);
     expect(clock.requested).toEqual([...LOGIN_DENIED_RETRY_DELAYS_MS]);
     expect(err.retryable).toBe(false);
-    expect(err.message).toMatch(/auth\/kubernetes\/login: HTTP 403: permission denied \(likely causes: role "istiod" does not exist.*bound_service_account_names.*audience.*AUTH_MOUNT/);
+    expect(err.message).toMatch(/auth\/kubernetes\/login: HTTP 403: permission denied \(likely causes: role "istiod" does not exist.*AUTH_MOUNT.*bound_service_account_names.*audience.*token_reviewer_jwt.*system:auth-delegator.*re-created/);
   });
 
   it('recovers when the 403 was a blip', async () => {

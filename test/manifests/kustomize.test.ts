@@ -97,6 +97,7 @@ describe.skipIf(!haveKubectl)('kustomize components on the istiod chart output',
       expect(cm.data).not.toHaveProperty('CERT_DIR');
       expect(cm.data).not.toHaveProperty('SA_TOKEN_PATH');
       expect(cm.data).not.toHaveProperty('METRICS_ADDR');
+      expect(cm.data).not.toHaveProperty('CERT_DNS_SANS');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -2,7 +2,7 @@
  * The alerting rules and scrape manifests in manifests/prometheus/: linted and unit-tested with the real
  * promtool (`promtool check rules`, `promtool test rules`), the PrometheusRule kept identical to the plain
  * rule file, every alert documented (severity, summary, description, a runbook anchor that exists in
- * README.md) and covered by promtool cases that fire and that stay quiet, and every metric the
+ * docs/runbooks.md) and covered by promtool cases that fire and that stay quiet, and every metric the
  * rules read is one the agent exports.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -15,7 +15,7 @@ import { requireCommand } from '../helpers/tools.js';
 import { exportedNames, metricNames } from './support/promql.js';
 
 const DIR = path.resolve('manifests/prometheus');
-const RUNBOOK_BASE = 'https://github.com/istiod-vault-agent/istiod-vault-agent#';
+const RUNBOOK_BASE = 'https://github.com/istiod-vault-agent/istiod-vault-agent/blob/main/docs/runbooks.md#';
 const JOB = 'istiod-vault-agent';
 
 interface Rule {
@@ -108,7 +108,7 @@ describe('alert rules (manifests/prometheus)', () => {
     );
   });
 
-  const docs = fs.readFileSync(path.resolve('README.md'), 'utf8');
+  const docs = fs.readFileSync(path.resolve('docs/runbooks.md'), 'utf8');
   const anchors = new Set([...docs.matchAll(/^#{1,6}\s+(.+)$/gm)].map((m) => githubSlug(m[1]!)));
 
   it.each(alerts.map((a) => [a.alert, a] as const))('%s has a severity, a summary, a description and a runbook that exists', (name, rule) => {
@@ -117,7 +117,7 @@ describe('alert rules (manifests/prometheus)', () => {
     expect(rule.annotations?.description?.length).toBeGreaterThan(20);
     const anchor = `runbook-${name.toLowerCase()}`;
     expect(rule.annotations?.runbook_url).toBe(RUNBOOK_BASE + anchor);
-    expect([...anchors], `README.md needs a heading "Runbook: ${name}"`).toContain(anchor);
+    expect([...anchors], `docs/runbooks.md needs a heading "Runbook: ${name}"`).toContain(anchor);
     // Alerts on a scrape target must name our job, or they would fire for any down target.
     if (/\bup\b/.test(rule.expr)) expect(rule.expr).toContain(`job="${JOB}"`);
   });

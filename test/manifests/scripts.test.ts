@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { hasCommand } from '../helpers/tools.js';
 import { REPO } from './support/render.js';
 
-const SCRIPTS = ['manifests/helm/post-renderer.sh', 'manifests/vault/setup.sh', 'manifests/vault/examples/two-clusters.sh'];
+const SCRIPTS = ['manifests/helm/post-renderer.sh', 'manifests/vault/setup.sh', 'manifests/vault/examples/two-clusters.sh', 'scripts/pin-base-images.sh'];
 
 describe('shipped shell scripts', () => {
   it.each(SCRIPTS)('%s is an executable bash script in strict mode', (rel) => {

@@ -201,6 +201,17 @@ describe('settings', () => {
     expect((loadSettings(source, { needsVault: false }) as Record<string, unknown>)[field]).toEqual(want);
   });
 
+  it.each([
+    [{ VAULT_ADDR: 'ftp://agent:s3cret-pw@vault:8200' }, 'VAULT_ADDR: "ftp://<user:password>@vault:8200" must start with http:// or https://'],
+    [{ VAULT_REDIRECT_ORIGINS: 'https://agent:s3cret-pw@vault-1:8200' }, 'VAULT_REDIRECT_ORIGINS: "https://<user:password>@vault-1:8200" must be an origin only (scheme://host:port)'],
+    [{ VAULT_ADDR: 'http//agent:s3cret-pw@vault' }, 'VAULT_ADDR: "http//<hidden>@vault" is not a URL (use https://vault.example:8200)'],
+    [{ ISTIOD_METRICS_URL: 'x://u:s3cret-pw@istiod' }, 'ISTIOD_METRICS_URL: "x://<user:password>@istiod" is not an http(s) URL (or empty to disable)'],
+  ])('a refused address never echoes its password: %o', (env, line) => {
+    const p = problems({ ...BASE, ...env });
+    expect(p).toContain(line);
+    expect(p.join('\n')).not.toContain('s3cret-pw');
+  });
+
   it('refuses a relative CERT_DIR (it would depend on the container\'s working directory)', () => {
     expect(problems({ ...BASE, CERT_DIR: 'cacerts' })).toContain('CERT_DIR: "cacerts" is a relative path; use an absolute one (e.g. /etc/cacerts)');
     expect(problems({ ...BASE, CERT_DIR: './etc/cacerts' })).toHaveLength(1);

@@ -37,6 +37,8 @@ describe('documentation', () => {
   it('the README starts with the two quick-start commands and stays short', () => {
     expect(readme).toContain('npm ci && npm start');
     expect(readme).toContain('npm ci && npm test');
+    // What a newcomer reads in ten minutes: the rest lives in docs/.
+    expect(readme.split('\n').length).toBeLessThanOrEqual(300);
   });
 
   it.each(allDocs)('%s: every relative link and anchor resolves', (file) => {

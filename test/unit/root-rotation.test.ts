@@ -129,6 +129,15 @@ describe('root rotation plan', () => {
     expect(fresh.rootBytes).toBe(newRoot.cert.pem + oldRoot.cert.pem + extra.pem);
   });
 
+  it('EXTRA_TRUST_ROOTS_FILE changing: the new extra root is added, the one no longer listed (nor in Vault) leaves', async () => {
+    const other = info((await makeRoot('CN=Another Anchor')).pem);
+    const p = planRoots(input({ vaultRoots: [oldRoot], bytes: oldRoot.cert.pem + extra.pem, extraRoots: [other] }));
+    expect(p.rootsChange).toBe(true);
+    expect(certsFromPem(p.rootBytes, 'x').map((c) => c.subject)).toEqual(['CN=Mesh Root 2025', 'CN=Another Anchor']);
+    expect(p.notes.join('\n')).toMatch(/add: root "CN=Another Anchor".*from EXTRA_TRUST_ROOTS_FILE/);
+    expect(p.notes.join('\n')).toMatch(/remove: root "CN=Extra Anchor".*neither a valid issuer in the mount nor in EXTRA_TRUST_ROOTS_FILE/);
+  });
+
   it('an expired root in the mount is neither added nor kept', () => {
     const expired: VaultRoot = { ...newRoot, cert: { ...newRoot.cert, notAfter: t0 - 1 } };
     const p = planRoots(input({ vaultRoots: [oldRoot, expired] }));

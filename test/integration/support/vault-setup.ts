@@ -19,9 +19,13 @@ export interface SetupResult {
   code: number | null;
   stdout: string;
   stderr: string;
-  /** `data` of the printed ConfigMap ({} when none was printed). */
+  /** `data` of the printed settings ConfigMap ({} when none was printed). */
   settings: Record<string, string>;
   configMap: Record<string, unknown> | undefined;
+  /** The printed ConfigMap holding Vault's CA for the agent, when there is one. */
+  vaultCa: { metadata: { name: string; namespace: string }; data: Record<string, string> } | undefined;
+  /** Every printed document. */
+  documents: Record<string, unknown>[];
 }
 
 /** Runs setup.sh with `args`; asynchronous so that in-process test servers keep answering. */
@@ -46,14 +50,16 @@ export function runSetup(env: DevEnvironment, args: string[], extraEnv: Record<s
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
-      let configMap: Record<string, unknown> | undefined;
+      let documents: Record<string, unknown>[] = [];
       try {
-        configMap = stdout.trim() ? (YAML.parse(stdout) as Record<string, unknown>) : undefined;
+        documents = YAML.parseAllDocuments(stdout).map((d) => d.toJS() as Record<string, unknown>).filter(Boolean);
       } catch {
-        configMap = undefined;
+        documents = [];
       }
+      const named = (n: string) => documents.find((d) => (d.metadata as { name?: string } | undefined)?.name === n);
+      const configMap = documents[0];
       const settings = (configMap?.data ?? {}) as Record<string, string>;
-      resolve({ code, stdout, stderr, settings, configMap });
+      resolve({ code, stdout, stderr, settings, configMap, vaultCa: named('istiod-vault-agent-vault-ca') as SetupResult['vaultCa'], documents });
     });
   });
 }

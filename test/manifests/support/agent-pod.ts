@@ -23,8 +23,20 @@ export const SECURITY_CONTEXT = {
   seccompProfile: { type: 'RuntimeDefault' },
 };
 
+/** Environment entries of our containers that are not agent settings: the downward API, for CERT_DNS_SANS. */
+export const DOWNWARD_ENV = {
+  POD_NAMESPACE: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } },
+  POD_SERVICE_ACCOUNT: { fieldRef: { apiVersion: 'v1', fieldPath: 'spec.serviceAccountName' } },
+};
+/** istiod's Service is named like its service account (istiod, istiod-<rev>), in istiod's namespace. */
+export const CERT_DNS_SANS = '$(POD_SERVICE_ACCOUNT).$(POD_NAMESPACE).svc';
+export const VAULT_CA = { volume: 'istiod-vault-agent-vault-ca', configMap: 'istiod-vault-agent-vault-ca', mountPath: '/var/run/secrets/istiod-vault-agent/vault-ca' };
+export const APPROLE = { volume: 'istiod-vault-agent-approle', secret: 'istiod-vault-agent-approle', mountPath: '/var/run/secrets/istiod-vault-agent/approle' };
+
 export interface Expect {
   variant: Variant;
+  /** No fixed runAsUser/runAsGroup (the platform assigns one UID to the pod). */
+  anyUid?: boolean;
   /** Name of the memory emptyDir holding the bundle. */
   cacertsVolume: string;
   /** Where our containers mount it (their CERT_DIR). */
@@ -59,10 +71,18 @@ function checkAgentContainer(c: Obj, e: Expect, tokenMountPath: string): void {
   expect(c.command, 'the image ENTRYPOINT runs the agent; only args are set').toBeUndefined();
   expect(c.envFrom).toEqual([{ configMapRef: { name: CONFIGMAP } }]);
   const env = envOf(c);
-  for (const name of Object.keys(env)) expect(SETTINGS.map((s) => s.env), `${c.name}: env ${name} is an agent setting`).toContain(name);
+  for (const name of Object.keys(env)) expect([...SETTINGS.map((s) => s.env), ...Object.keys(DOWNWARD_ENV)], `${c.name}: env ${name} is an agent setting`).toContain(name);
   expect(env.CERT_DIR).toBe(e.agentCertDir);
   expect(env.SA_TOKEN_PATH).toBe(path.posix.join(tokenMountPath, 'token'));
-  expect(c.securityContext).toEqual(SECURITY_CONTEXT);
+  // CERT_DNS_SANS from the downward API, its parts defined before it (Kubernetes expands $(VAR) only then).
+  const names = (c.env as Obj[]).map((x) => x.name as string);
+  expect(env.CERT_DNS_SANS).toBe(CERT_DNS_SANS);
+  for (const [name, valueFrom] of Object.entries(DOWNWARD_ENV)) {
+    expect((c.env as Obj[]).find((x) => x.name === name), `${c.name}: ${name}`).toEqual({ name, valueFrom });
+    expect(names.indexOf(name)).toBeLessThan(names.indexOf('CERT_DNS_SANS'));
+  }
+  const { runAsUser: _u, runAsGroup: _g, ...anyUid } = SECURITY_CONTEXT;
+  expect(c.securityContext).toEqual(e.anyUid ? anyUid : SECURITY_CONTEXT);
   expect(c.resources?.requests?.cpu).toBeDefined();
   expect(c.resources?.requests?.memory).toBeDefined();
   expect(c.resources?.limits?.memory).toBeDefined();
@@ -72,6 +92,9 @@ function checkAgentContainer(c: Obj, e: Expect, tokenMountPath: string): void {
   expect(certMount!.mountPath).toBe(e.agentCertDir);
   expect(certMount!.readOnly ?? false, 'our containers write the bundle').toBe(false);
   expect(mounts.find((m) => m.name === TOKEN_VOLUME)).toEqual({ name: TOKEN_VOLUME, mountPath: tokenMountPath, readOnly: true });
+  expect(mounts.find((m) => m.name === VAULT_CA.volume)).toEqual({ name: VAULT_CA.volume, mountPath: VAULT_CA.mountPath, readOnly: true });
+  expect(mounts.find((m) => m.name === APPROLE.volume)).toEqual({ name: APPROLE.volume, mountPath: APPROLE.mountPath, readOnly: true });
+  expect(c.readinessProbe, `${c.name}: a readinessProbe would take istiod out of its Service with the agent`).toBeUndefined();
 }
 
 /** Asserts every property of the agent wiring on one patched istiod Deployment. */
@@ -107,6 +130,10 @@ export function checkAgentDeployment(dep: Obj, e: Expect): void {
   expect(sat.expirationSeconds).toBeLessThanOrEqual(3600);
   expect(sat.path).toBe('token');
 
+  // Optional inputs: Vault's CA (ConfigMap) and the AppRole secret-id (Secret); the pod starts without them.
+  expect(byName(volumes as { name: string }[], VAULT_CA.volume)).toEqual({ name: VAULT_CA.volume, configMap: { name: VAULT_CA.configMap, optional: true } });
+  expect(byName(volumes as { name: string }[], APPROLE.volume)).toEqual({ name: APPROLE.volume, secret: { secretName: APPROLE.secret, optional: true } });
+
   // discovery: absolute ROOT_CA_DIR at our volume, mounted read-only.
   const discovery = byName(containers as { name: string }[], 'discovery') as Obj;
   expect(discovery).toBeDefined();
@@ -129,7 +156,6 @@ export function checkAgentDeployment(dep: Obj, e: Expect): void {
     expect(containers[0]!.name, 'discovery stays the first (default) container').toBe('discovery');
     expect(side.ports).toEqual([{ name: 'agent-metrics', containerPort: METRICS_PORT, protocol: 'TCP' }]);
     probe(side.livenessProbe, '/healthz');
-    probe(side.readinessProbe, '/readyz');
     expect(envOf(side).METRICS_ADDR, 'the probes need the metrics server on 15099').toBe(`:${METRICS_PORT}`);
     for (const c of [init, side]) checkAgentContainer(c, e, tokenMountOf(c));
   } else {
@@ -143,7 +169,6 @@ export function checkAgentDeployment(dep: Obj, e: Expect): void {
     // The startupProbe must outlast INIT_TIMEOUT (5m by default): istiod waits for it.
     expect(native.startupProbe.periodSeconds * native.startupProbe.failureThreshold).toBeGreaterThanOrEqual(300);
     probe(native.livenessProbe, '/healthz');
-    probe(native.readinessProbe, '/readyz');
     expect(envOf(native).METRICS_ADDR, 'the probes need the metrics server on 15099').toBe(`:${METRICS_PORT}`);
     checkAgentContainer(native, e, tokenMountOf(native));
   }

@@ -62,8 +62,11 @@ export function revisioned(text: string, rev: string): string {
   return YAML.stringify(dep);
 }
 
-/** Builds `input` with our component for `variant` through `kubectl kustomize`; returns the output YAML. */
-export async function kustomize(input: string, variant: Variant): Promise<string> {
+/**
+ * Builds `input` with our component `variant` (a folder under manifests/kustomize: classic, native,
+ * openshift/classic, openshift/native) through `kubectl kustomize`; returns the output YAML.
+ */
+export async function kustomize(input: string, variant: Variant | `openshift/${Variant}`): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-kustomize-'));
   try {
     await fs.writeFile(path.join(dir, 'istiod.yaml'), input);
