@@ -16,8 +16,8 @@ export interface IstiodVersion {
   patch: number | undefined;
   /** `dev` (a build from a development branch, e.g. "1.31-dev"), `alpha.1`, `beta.0`, `rc.2`; undefined for a release. */
   prerelease: string | undefined;
-  /** The label value it was read from. */
-  raw: string;
+  /** The version as istiod reports it, e.g. `1.23.2`, `1.30.0-rc.1`, `1.31-dev`. */
+  tag: string;
 }
 
 /** First release whose istiod compares root bundles as sets. */
@@ -25,35 +25,33 @@ export const SET_COMPARISON_SINCE = { major: 1, minor: 30 } as const;
 
 const VERSION = /^(\d+)\.(\d+)(?:\.(\d+))?(?:-(dev|(?:alpha|beta|rc)(?:\.\d+)?)(?=-|$))?/;
 
-function parseVersion(raw: string): IstiodVersion | undefined {
-  const m = VERSION.exec(raw);
+function parseVersion(text: string): IstiodVersion | undefined {
+  const m = VERSION.exec(text);
   if (!m) return undefined;
-  return { major: Number(m[1]), minor: Number(m[2]), patch: m[3] === undefined ? undefined : Number(m[3]), prerelease: m[4], raw };
+  return { major: Number(m[1]), minor: Number(m[2]), patch: m[3] === undefined ? undefined : Number(m[3]), prerelease: m[4], tag: m[0] };
 }
 
-/** The values of `label` on the samples of `metric` in a Prometheus text page, in page order. */
-function labelOf(page: string, metric: string, label: string): string[] {
-  const out: string[] = [];
-  for (const m of page.matchAll(new RegExp(`^${metric}\\{([^}]*)\\}`, 'gm'))) {
-    const v = new RegExp(`(?:^|,)${label}="([^"]*)"`).exec(m[1]!);
-    if (v) out.push(v[1]!);
-  }
-  return out;
+/** The label sets of the samples of `metric` in a Prometheus text page, in page order. */
+function samplesOf(page: string, metric: string): string[] {
+  return [...page.matchAll(new RegExp(`^${metric}\\{([^}]*)\\}`, 'gm'))].map((m) => m[1]!);
 }
+
+const labelValue = (labels: string, name: string) => new RegExp(`(?:^|,)\\s*${name}="([^"]*)"`).exec(labels)?.[1];
 
 /**
- * istiod's release from its metrics page: `istio_build{tag=...}` (the git tag of a release build, e.g.
- * "1.24.2"; a Go pseudo-version on builds from the module proxy, which says nothing), else
+ * istiod's release from its metrics page: `istio_build{component="pilot",tag=...}` (istio/istio
+ * pkg/version/stats.go: the git tag of a release build, e.g. "1.24.2"; a Go pseudo-version such as
+ * "v0.0.0-20260827124520-eed52ebb66ad" on a build from the module proxy, which names no release), else
  * `pilot_info{version=...}` ("<version>-<git revision>-<build status>", e.g. "1.31-dev-eed52ebb66ad-Clean").
  * Undefined when neither names a release.
  */
 export function parseIstiodVersion(page: string): IstiodVersion | undefined {
-  for (const tag of labelOf(page, 'istio_build', 'tag')) {
-    const v = parseVersion(tag);
-    if (v) return v;
-  }
-  for (const version of labelOf(page, 'pilot_info', 'version')) {
-    const v = parseVersion(version);
+  const candidates = [
+    ...samplesOf(page, 'istio_build').filter((l) => labelValue(l, 'component') === 'pilot').map((l) => labelValue(l, 'tag') ?? ''),
+    ...samplesOf(page, 'pilot_info').map((l) => labelValue(l, 'version') ?? ''),
+  ];
+  for (const c of candidates) {
+    const v = parseVersion(c);
     if (v) return v;
   }
   return undefined;
@@ -92,10 +90,10 @@ export function istiodComparesSets(o: { url: string | undefined; fetchText: Fetc
     const v = parseIstiodVersion(page);
     known = comparesRootSets(v);
     o.log.info(
-      { url: o.url, istiodVersion: v?.raw ?? 'unknown', comparesSets: known },
+      { url: o.url, istiodVersion: v?.tag ?? 'unknown', comparesSets: known },
       known
         ? 'istiod compares root bundles as sets (Istio >= 1.30): at a root switch root-cert.pem lists the new root first, so istiod pushes the trust bundle and proxies re-issue'
-        : `istiod ${v ? `${v.raw} compares root bundles byte by byte (Istio < 1.30)` : 'names no release in its metrics; treated as comparing root bundles byte by byte'}: at a root switch root-cert.pem keeps its bytes (workloads move to the new intermediate at their own renewal)`,
+        : `istiod ${v ? `${v.tag} compares root bundles byte by byte (Istio < 1.30)` : 'names no release in its metrics; treated as comparing root bundles byte by byte'}: at a root switch root-cert.pem keeps its bytes (workloads move to the new intermediate at their own renewal)`,
     );
     return known;
   };
