@@ -204,9 +204,16 @@ export class BundleKeeper {
       log.info({ step: 'publish', durationMs: Math.round(performance.now() - t0), generation }, 'publish done');
       const b = got.bundle;
       const granted = b.intermediate.notAfter - b.intermediate.notBefore;
+      // A root rotation's add or remove: new root-cert.pem, same intermediate. Nothing was issued.
+      const rootsOnly = this.bundle !== undefined && this.bundle.intermediate.serial === b.intermediate.serial;
       this.adopt(b);
-      metrics.recordIssued({ at: clock.now(), bundle: this.facts(b), grantedMs: granted, requestedTtlMs: got.requestedTtlMs, tokenExpiresAt: source.tokenExpiresAt() });
+      if (rootsOnly) metrics.recordAdopted({ at: clock.now(), bundle: this.facts(b), lifetimeMs: granted });
+      else metrics.recordIssued({ at: clock.now(), bundle: this.facts(b), grantedMs: granted, requestedTtlMs: got.requestedTtlMs, tokenExpiresAt: source.tokenExpiresAt() });
       const i = b.intermediate;
+      if (rootsOnly) {
+        log.info({ trigger, serial: i.serial, roots: b.roots.map((r) => r.subject), generation, durationMs: Math.round(performance.now() - start) }, 'published new trust roots with the same intermediate');
+        return b;
+      }
       log.info(
         {
           trigger,

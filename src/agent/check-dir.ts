@@ -19,6 +19,39 @@ export interface CheckReport {
 export interface AgentSchedule {
   renewAt: number;
   from: string;
+  /** Its root rotation state (root_rotation_* metrics), when it reports one. */
+  rotation?: { phase: string; nextAt: number | undefined; restartRequired: boolean };
+}
+
+/**
+ * The rotation state a cert dir shows by itself: the roots of root-cert.pem in file order, which one the
+ * intermediate chains to, and the phase that implies (one root: steady; the intermediate on the newest
+ * of several: switched, the older ones wait for removal; else added, the switch is to come). The running
+ * agent's own view (from its metrics) is added when known: it also knows Vault's issuers and the clock.
+ */
+export function describeRotation(b: Pick<VerifiedBundle, 'roots' | 'anchor'>, now: number, agent?: AgentSchedule): string[] {
+  const anchorDer = b.anchor.der;
+  const lines = [`  roots:      ${b.roots.length} in root-cert.pem, in file order (istiod's citadel_server_root_cert_expiry_timestamp reports the first)`];
+  b.roots.forEach((r, n) => {
+    lines.push(`    ${n + 1}. ${r.subject} SHA-256 ${r.fingerprint} (notBefore ${new Date(r.notBefore).toISOString()}, notAfter ${new Date(r.notAfter).toISOString()})${r.der.equals(anchorDer) ? '  <- the intermediate chains to this one' : ''}`);
+  });
+  const others = b.roots.filter((r) => !r.der.equals(anchorDer));
+  let state: string;
+  if (others.length === 0) {
+    state = 'steady: one root, no rotation in progress';
+  } else if (others.every((r) => r.notBefore < b.anchor.notBefore)) {
+    state = `switched: the intermediate chains to the newest root; ${others.map((r) => `"${r.subject}"`).join(', ')} stay${others.length === 1 ? 's' : ''} trusted until the agent removes ${others.length === 1 ? 'it' : 'them'} (ROOT_REMOVE_AFTER after the switch, or once Vault no longer has ${others.length === 1 ? 'it' : 'them'})`;
+  } else {
+    const newer = others.filter((r) => r.notBefore >= b.anchor.notBefore);
+    state = `added: ${newer.map((r) => `"${r.subject}"`).join(', ')} ${newer.length === 1 ? 'is' : 'are'} trusted next to "${b.anchor.subject}", which the intermediate still chains to; the switch comes once Vault's signing issuer is the new root and ROOT_SWITCH_SOAK has passed (or: an EXTRA_TRUST_ROOTS_FILE root)`;
+  }
+  lines.push(`  rotation:   ${state}`);
+  const r = agent?.rotation;
+  if (r) {
+    const next = r.nextAt === undefined ? 'nothing scheduled' : `next step ${new Date(r.nextAt).toISOString()} (${r.nextAt <= now ? 'due now' : `in ${formatDuration(r.nextAt - now)}`})`;
+    lines.push(`              the running agent at ${agent.from}: ${r.phase}, ${next}${r.restartRequired ? '; a root change waits for a rolling restart of istiod (it runs without ISTIO_MULTIROOT_MESH)' : ''}`);
+  }
+  return lines;
 }
 
 export async function checkCertDir(dir: string, now: number, renewBeforeMs: number | undefined, agent?: AgentSchedule): Promise<CheckReport> {
@@ -56,8 +89,7 @@ export async function checkCertDir(dir: string, now: number, renewBeforeMs: numb
     `  renewal:    ${new Date(due).toISOString()} (${due <= now ? 'due now' : `in ${formatDuration(due - now)}`}; ${basis})`,
     `  chain:`,
     ...b.chain.map((c, n) => `    ${n + 1}. ${c.subject} (notAfter ${new Date(c.notAfter).toISOString()})`),
-    `  roots:`,
-    ...b.roots.map((r) => `    - ${r.subject} SHA-256 ${r.fingerprint} (notAfter ${new Date(r.notAfter).toISOString()})`),
+    ...describeRotation(b, now, agent),
   ];
   return { ok: true, lines, bundle: b };
 }

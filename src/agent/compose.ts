@@ -21,6 +21,7 @@ import { watchMountedFile, type MountedFile } from '../inputs/mounted-file.js';
 import { BundleKeeper } from './bundle-keeper.js';
 import type { BundleSource } from './bundle-source.js';
 import type { FetchText } from './istiod-sync.js';
+import { istiodComparesSets } from './istiod-version.js';
 import { pkiSignSource } from './sources/pki-sign-source.js';
 import { vaultPathsSource } from './sources/vault-paths-source.js';
 
@@ -148,7 +149,7 @@ export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics
         soakMs: s.rootSwitchSoakMs,
         removeAfterMs: s.rootRemoveAfterMs,
         pollIntervalMs: s.issuerPollIntervalMs,
-        istiodComparesSets: async () => false,
+        istiodComparesSets: istiodComparesSets({ url: s.istiodMetricsUrl, fetchText: rt.fetchText, log }),
         onPlan: (plan, restartRequired) => metrics.recordRootRotation({ phase: plan.phase, nextAt: plan.nextAt, restartRequired }),
       },
     });

@@ -6,6 +6,7 @@
  * a disabled port or another error. "unknown" is reported but never treated as a failure.
  */
 import { AbortedError, type Clock } from '../common/clock.js';
+import { parseIstiodVersion, type IstiodVersion } from './istiod-version.js';
 
 export const ISTIOD_EXPIRY_METRIC = 'citadel_server_cert_chain_expiry_timestamp';
 export const SYNC_POLL_MS = 2000;
@@ -13,32 +14,6 @@ export const SYNC_POLL_MS = 2000;
 export const RELOAD_AWARE_MINOR = 24;
 
 export type SyncState = 'in_sync' | 'out_of_sync' | 'unknown';
-
-export interface IstiodVersion {
-  major: number;
-  minor: number;
-  /** As istiod reports it, e.g. `1.23.2`. */
-  tag: string;
-}
-
-/**
- * istiod's release from its metrics page: `istio_build{component="pilot",tag="1.23.2"}` (istio/istio
- * pkg/version/stats.go, recorded at start by pilot/pkg/bootstrap/monitoring.go), else the version in
- * `pilot_info{version="1.23.2-<sha>-Clean"}`. Undefined when neither names a release (a dev build).
- */
-export function readIstiodVersion(page: string): IstiodVersion | undefined {
-  const labelValue = (labels: string, name: string) => new RegExp(`(?:^|,)\\s*${name}="([^"]*)"`).exec(labels)?.[1];
-  const candidates: string[] = [];
-  for (const m of page.matchAll(/^istio_build\{([^}]*)\}/gm)) {
-    if (labelValue(m[1]!, 'component') === 'pilot') candidates.push(labelValue(m[1]!, 'tag') ?? '');
-  }
-  for (const m of page.matchAll(/^pilot_info\{([^}]*)\}/gm)) candidates.push(labelValue(m[1]!, 'version') ?? '');
-  for (const c of candidates) {
-    const v = /^v?(\d+)\.(\d+)(?:\.\d+)?/.exec(c);
-    if (v) return { major: Number(v[1]), minor: Number(v[2]), tag: v[0].replace(/^v/, '') };
-  }
-  return undefined;
-}
 
 /** Whether istiod of `v` updates ISTIOD_EXPIRY_METRIC after a hot reload (Istio 1.24 and later). */
 export function reportsReloads(v: IstiodVersion): boolean {
@@ -83,7 +58,7 @@ export async function waitForIstiod(opts: {
       if (values.length) {
         seen = values[0];
         // A match still proves istiod loaded it (it started with it); another value proves nothing before 1.24.
-        const version = readIstiodVersion(page);
+        const version = parseIstiodVersion(page);
         if (version && !reportsReloads(version)) {
           return { state: 'unknown', seen, why: `istiod ${version.tag} sets ${ISTIOD_EXPIRY_METRIC} only when it starts, not after a reload (Istio < 1.${RELOAD_AWARE_MINOR})` };
         }

@@ -89,7 +89,7 @@ export class RenewalLoop {
       }
       // A request arriving during this issuance asks for another one after it.
       this.rotationPending = false;
-      const previousNotAfter = keeper.current?.intermediate.notAfter;
+      const previous = keeper.current?.intermediate;
       try {
         const bundle = await keeper.renew(trigger, signal);
         attempt = 0;
@@ -97,9 +97,12 @@ export class RenewalLoop {
         if (bundle === 'unchanged') {
           // The source renews out of band and has nothing newer: ask again at the next poll.
           this.notBefore = clock.now() + (keeper.source.pollIntervalMs ?? 60_000);
-        } else {
-          this.startSync(bundle.intermediate.serial, bundle.intermediate.notAfter, signal, previousNotAfter);
+        } else if (bundle.intermediate.serial !== previous?.serial) {
+          this.startSync(bundle.intermediate.serial, bundle.intermediate.notAfter, signal, previous?.notAfter);
         }
+        // Only root-cert.pem changed (a root rotation's add or remove): istiod's metrics cannot show it
+        // (citadel_server_root_cert_expiry_timestamp follows the first root only), and the intermediate
+        // istiod serves is the one already checked, so the sync state stays as it is.
         this.schedulePoll();
       } catch (err) {
         if (signal.aborted) break;

@@ -5,7 +5,10 @@
  */
 import { formatDuration } from '../common/duration.js';
 
-/** istiod signs workload certificates for 24h by default and does not cap them at the intermediate's expiry. */
+/**
+ * istiod signs workload certificates for 24h by default (its MAX_WORKLOAD_CERT_TTL). Up to Istio 1.29 it
+ * does not cap them at the intermediate's expiry; from 1.30 it does (istio/istio#59766).
+ */
 export const WORKLOAD_CERT_TTL_MS = 24 * 3_600_000;
 /** Margin on top of the workload certificate lifetime that RENEW_BEFORE should keep. */
 export const RENEW_MARGIN_MS = 3_600_000;
@@ -42,5 +45,10 @@ export function renewalInstant(notBefore: number, notAfter: number, renewBeforeM
 export function renewBeforeWarning(renewBeforeMs: number | undefined, certTtlMs: number): string | undefined {
   const window = renewBeforeMs ?? certTtlMs / 3;
   if (window >= WORKLOAD_CERT_TTL_MS + RENEW_MARGIN_MS) return undefined;
-  return `RENEW_BEFORE is ${formatDuration(window)} (${renewBeforeMs === undefined ? 'a third of CERT_TTL' : 'set'}): under 25h. istiod signs workload certificates for 24h without capping them at the intermediate's expiry, so workloads can hold certificates that outlive it. Use RENEW_BEFORE >= 25h in production (and CERT_TTL >= 75h for the default)`;
+  return (
+    `RENEW_BEFORE is ${formatDuration(window)} (${renewBeforeMs === undefined ? 'a third of CERT_TTL' : 'set'}): under 25h. ` +
+    "istiod up to Istio 1.29 signs workload certificates for their whole lifetime (24h by default) without capping them at the intermediate's expiry: one signed in the intermediate's last 24h outlives it and stops verifying when the intermediate expires, until the workload renews it. " +
+    "istiod 1.30 and later caps a workload certificate's notAfter at the intermediate's (istio/istio#59766): none outlives it, but those signed in its last 24h are shorter and renewed sooner. " +
+    'Use RENEW_BEFORE >= 25h in production (and CERT_TTL >= 75h for the default)'
+  );
 }

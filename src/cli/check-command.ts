@@ -10,6 +10,18 @@ import { METRIC_PREFIX } from '../telemetry/metrics.js';
 import type { CliIo } from './io.js';
 
 const RENEWAL_METRIC = `${METRIC_PREFIX}cert_renewal_timestamp_seconds`;
+const PHASE_METRIC = `${METRIC_PREFIX}root_rotation_phase`;
+const NEXT_STEP_METRIC = `${METRIC_PREFIX}root_rotation_next_step_timestamp_seconds`;
+const RESTART_METRIC = `${METRIC_PREFIX}root_rotation_restart_required`;
+
+/** The agent's root rotation state from its metrics page; undefined before its first look at Vault. */
+export function rotationFromMetrics(text: string): AgentSchedule['rotation'] {
+  const phase = new RegExp(`^${PHASE_METRIC}\\{phase="([a-z]+)"\\}\\s+1$`, 'm').exec(text)?.[1];
+  if (!phase) return undefined;
+  const next = new RegExp(`^${NEXT_STEP_METRIC}\\s+([0-9.eE+]+)$`, 'm').exec(text)?.[1];
+  const restart = new RegExp(`^${RESTART_METRIC}\\s+([0-9.eE+]+)$`, 'm').exec(text)?.[1];
+  return { phase, nextAt: next === undefined ? undefined : Number(next) * 1000, restartRequired: restart === '1' };
+}
 
 async function askAgent(addr: { host: string; port: number } | undefined): Promise<AgentSchedule | undefined> {
   if (!addr) return undefined;
@@ -18,8 +30,10 @@ async function askAgent(addr: { host: string; port: number } | undefined): Promi
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
     if (!res.ok) return undefined;
-    const m = new RegExp(`^${RENEWAL_METRIC}\\s+([0-9.eE+]+)$`, 'm').exec(await res.text());
-    return m ? { renewAt: Number(m[1]) * 1000, from: url } : undefined;
+    const text = await res.text();
+    const m = new RegExp(`^${RENEWAL_METRIC}\\s+([0-9.eE+]+)$`, 'm').exec(text);
+    const rotation = rotationFromMetrics(text);
+    return m ? { renewAt: Number(m[1]) * 1000, from: url, ...(rotation ? { rotation } : {}) } : undefined;
   } catch {
     return undefined;
   }

@@ -12,7 +12,7 @@ export class RootChangedError extends AgentError {
     super(
       `Vault's root "${vaultRoot.subject}" (SHA-256 ${vaultRoot.fingerprint}) is not the root istiod trusts in root-cert.pem (${current
         .map((r) => `"${r.subject}" SHA-256 ${r.fingerprint}`)
-        .join(', ')}): keeping the current intermediate, because istiod refuses a reload whose root changed (see docs/operations.md, "Root changed in Vault")`,
+        .join(', ')}): keeping the current intermediate, because istiod refuses a reload whose root changed (see docs/root-rotation.md)`,
       { code: 'ROOT_CHANGED', reason: 'root_changed', retryable: false },
     );
   }

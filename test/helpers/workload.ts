@@ -85,16 +85,17 @@ export async function requestWorkloadCert(istiod: Pick<Istiod, 'addrs'> | string
 
 /**
  * Checks with `openssl verify` (path building, signatures, validity, CA flags) that the leaf of `chain`
- * chains through the given intermediates to one of `rootsPem`. Returns openssl's verdict text on failure.
+ * chains through the given intermediates to one of `rootsPem`, at `atSeconds` (Unix time; default now).
+ * Returns openssl's verdict text on failure.
  */
-export async function verifyChain(leafPem: string, intermediatesPem: string[], rootsPem: string): Promise<{ ok: boolean; output: string }> {
+export async function verifyChain(leafPem: string, intermediatesPem: string[], rootsPem: string, atSeconds?: number): Promise<{ ok: boolean; output: string }> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-verify-'));
   try {
     const leaf = path.join(dir, 'leaf.pem');
     const roots = path.join(dir, 'roots.pem');
     await fs.writeFile(leaf, leafPem);
     await fs.writeFile(roots, rootsPem);
-    const args = ['verify', '-CAfile', roots];
+    const args = ['verify', '-CAfile', roots, ...(atSeconds === undefined ? [] : ['-attime', String(Math.floor(atSeconds))])];
     if (intermediatesPem.length) {
       const untrusted = path.join(dir, 'untrusted.pem');
       await fs.writeFile(untrusted, intermediatesPem.join(''));

@@ -35,7 +35,7 @@ const signedBy = (leaf: X509Certificate, issuerPem: string) => {
 };
 
 describe.skipIf(!bao.available || !haveTools)('real istiod on the agent bundle', () => {
-  it('loads it, signs workloads from the intermediate, and takes a rotation live', { timeout: 180_000 }, async () => {
+  it('loads it, signs workloads from the intermediate, and takes each renewal live', { timeout: 180_000 }, async () => {
     const init = await runAgent(['init'], cleanEnv({ ...bao.get().env, CERT_DIR: dir, KEY_TYPE: 'ec', CERT_TTL: '1h' }));
     expect(init.code, init.stdout + init.stderr).toBe(0);
     const firstInter = await read('ca-cert.pem');
@@ -81,29 +81,36 @@ describe.skipIf(!bao.available || !haveTools)('real istiod on the agent bundle',
       await sidecar.exit;
     });
     await sidecar.waitFor((l) => l.msg === 'adopted the bundle on disk');
-    const mark = istiod.lines.length;
-    const from = sidecar.lines.length;
-    sidecar.kill('SIGHUP');
-    const published = await sidecar.waitFor((l) => l.msg === 'published a new intermediate', 30_000, from);
-    await istiod.waitForLog(ISTIOD_LOG.reloaded, { from: mark });
-    expect(istiod.lines.slice(mark).some((l) => ISTIOD_LOG.multiRootDisabled.test(l))).toBe(false);
-    // The agent's own check against istiod's metrics agrees.
-    await sidecar.waitFor((l) => l.msg === 'istiod loaded the new intermediate', 30_000, from);
+    /** One renewal: istiod reloads, reports the new notAfter, and serves and signs from the new intermediate. */
+    const renewal = async (previousInter: string, previousExpiry: number | undefined) => {
+      const mark = istiod.lines.length;
+      const from = sidecar.lines.length;
+      sidecar.kill('SIGHUP');
+      const published = await sidecar.waitFor((l) => l.msg === 'published a new intermediate', 30_000, from);
+      await istiod.waitForLog(ISTIOD_LOG.reloaded, { from: mark });
+      expect(istiod.lines.slice(mark).some((l) => ISTIOD_LOG.multiRootDisabled.test(l))).toBe(false);
+      // The agent's own check against istiod's metrics agrees.
+      await sidecar.waitFor((l) => l.msg === 'istiod loaded the new intermediate' && l.serial === published.serial, 30_000, from);
 
-    const secondInter = await read('ca-cert.pem');
-    expect(new X509Certificate(secondInter).serialNumber.toLowerCase()).toBe(String(published.serial).replace(/:/g, '').toLowerCase());
-    expect(secondInter).not.toBe(firstInter);
-    const m2 = await istiod.metrics();
-    expect(m2.certChainExpiry).toBe(notAfterSeconds(secondInter));
-    expect(m2.certChainExpiry).not.toBe(m1.certChainExpiry);
-    expect(m2.rootCertExpiry).toBe(notAfterSeconds(rootPem));
+      const inter = await read('ca-cert.pem');
+      expect(new X509Certificate(inter).serialNumber.toLowerCase()).toBe(String(published.serial).replace(/:/g, '').toLowerCase());
+      expect(inter).not.toBe(previousInter);
+      const m = await istiod.metrics();
+      expect(m.certChainExpiry).toBe(notAfterSeconds(inter));
+      expect(m.certChainExpiry).not.toBe(previousExpiry);
+      expect(m.rootCertExpiry).toBe(notAfterSeconds(rootPem));
 
-    const w2 = await requestWorkloadCert(istiod, { certDir: dir, caRoots: rootsFile });
-    expect(signedBy(w2.leaf, secondInter)).toBe(true);
-    expect(signedBy(w2.leaf, firstInter)).toBe(false);
-    expect(signedBy(new X509Certificate(w2.serving.chain[0]!), secondInter)).toBe(true);
-    const v2 = await verifyChain(w2.chain[0]!, w2.chain.slice(1, -1), rootPem);
-    expect(v2.ok, v2.output).toBe(true);
+      const w = await requestWorkloadCert(istiod, { certDir: dir, caRoots: rootsFile });
+      expect(signedBy(w.leaf, inter)).toBe(true);
+      expect(signedBy(w.leaf, previousInter)).toBe(false);
+      expect(signedBy(new X509Certificate(w.serving.chain[0]!), inter)).toBe(true);
+      const v = await verifyChain(w.chain[0]!, w.chain.slice(1, -1), rootPem);
+      expect(v.ok, v.output).toBe(true);
+      return { inter, expiry: m.certChainExpiry };
+    };
+    // Two renewals in a row: istiod follows each new intermediate.
+    const second = await renewal(firstInter, m1.certChainExpiry);
+    await renewal(second.inter, second.expiry);
     // Still the same process: a reload, not a restart.
     expect(istiod.child.exitCode).toBeNull();
   });

@@ -57,6 +57,8 @@ describe('renewal policy', () => {
     expect(renewBeforeWarning(25 * H, 720 * H)).toBeUndefined();
     expect(renewBeforeWarning(12 * H, 720 * H)).toMatch(/RENEW_BEFORE is 12h.*under 25h/);
     expect(renewBeforeWarning(undefined, 48 * H)).toMatch(/a third of CERT_TTL/);
+    // Which istiod releases each behaviour belongs to.
+    expect(renewBeforeWarning(12 * H, 720 * H)).toMatch(/up to Istio 1\.29 .*without capping.*1\.30 and later caps.*#59766/);
   });
 });
 

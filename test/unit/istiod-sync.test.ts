@@ -6,7 +6,8 @@
  * time is fake.
  */
 import { describe, expect, it } from 'vitest';
-import { readIstiodVersion, reportsReloads, waitForIstiod } from '../../src/agent/istiod-sync.js';
+import { reportsReloads, waitForIstiod } from '../../src/agent/istiod-sync.js';
+import { parseIstiodVersion } from '../../src/agent/istiod-version.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
 const NOT_AFTER = Date.UTC(2026, 1, 1, 12, 0, 0);
@@ -37,28 +38,30 @@ function istiodPage(o: { tag?: string; pilotInfo?: string; expiry?: number }): s
   return lines.join('\n') + '\n';
 }
 
-describe('readIstiodVersion', () => {
+describe('parseIstiodVersion (istiod-sync uses it to tell Istio < 1.24)', () => {
   it.each([
     ['istio_build of a release', istiodPage({ tag: '1.23.2' }), { major: 1, minor: 23, tag: '1.23.2' }],
     ['istio_build of 1.24.0', istiodPage({ tag: '1.24.0' }), { major: 1, minor: 24, tag: '1.24.0' }],
     ['pilot_info when istio_build is absent', istiodPage({ pilotInfo: '1.22.6-0d2c7a0b1f3e7d9c1d2b4a7e5f0c9b8a7d6e5f4c-Clean' }), { major: 1, minor: 22, tag: '1.22.6' }],
     ['istio_build before pilot_info', istiodPage({ tag: '1.30.3', pilotInfo: '1.20.0-x-Clean' }), { major: 1, minor: 30, tag: '1.30.3' }],
   ])('reads %s', (_name, page, want) => {
-    expect(readIstiodVersion(page)).toEqual(want);
+    expect(parseIstiodVersion(page)).toMatchObject(want);
   });
 
   it.each([
     ['a dev build', istiodPage({ tag: 'unknown', pilotInfo: 'unknown-unknown-unknown' })],
     ['no build metrics at all', istiodPage({ expiry: STALE })],
     ['another component\'s build', 'istio_build{component="proxy",tag="1.23.2"} 1\n'],
+    // A build from the Go module proxy (tools/istio) tags itself with its pseudo-version: not release 0.0.
+    ['a pseudo-version tag alone', istiodPage({ tag: 'v0.0.0-20260827124520-eed52ebb66ad' })],
   ])('is undefined for %s', (_name, page) => {
-    expect(readIstiodVersion(page)).toBeUndefined();
+    expect(parseIstiodVersion(page)).toBeUndefined();
   });
 
   it('knows which releases update the gauge after a reload', () => {
-    expect(reportsReloads({ major: 1, minor: 23, tag: '1.23.6' })).toBe(false);
-    expect(reportsReloads({ major: 1, minor: 24, tag: '1.24.0' })).toBe(true);
-    expect(reportsReloads({ major: 2, minor: 0, tag: '2.0.0' })).toBe(true);
+    expect(reportsReloads({ major: 1, minor: 23, patch: 6, prerelease: undefined, tag: '1.23.6' })).toBe(false);
+    expect(reportsReloads({ major: 1, minor: 24, patch: 0, prerelease: undefined, tag: '1.24.0' })).toBe(true);
+    expect(reportsReloads({ major: 2, minor: 0, patch: 0, prerelease: undefined, tag: '2.0.0' })).toBe(true);
   });
 });
 
@@ -97,6 +100,14 @@ describe('waitForIstiod by istiod version', () => {
     const res = await check(istiodPage({ tag: '1.24.0', expiry: STALE }), 10_000);
     expect(res).toMatchObject({ state: 'out_of_sync', seen: STALE });
     expect(res.why).toBeUndefined();
+    expect(res.fetches).toBeGreaterThan(1);
+  });
+
+  // The istiod built here (tools/istio): istio_build carries a Go pseudo-version, pilot_info "1.31-dev".
+  // Read as release 0.0 it would be "unknown" at the first look, before istiod's 100 ms reload.
+  it('a build from the Go module proxy (pseudo-version tag, 1.31-dev) still on the old value: polled until the deadline', async () => {
+    const res = await check(istiodPage({ tag: 'v0.0.0-20260827124520-eed52ebb66ad', pilotInfo: '1.31-dev-eed52ebb66ad-Clean', expiry: STALE }), 10_000);
+    expect(res).toMatchObject({ state: 'out_of_sync', seen: STALE });
     expect(res.fetches).toBeGreaterThan(1);
   });
 

@@ -41,7 +41,8 @@ afterEach(async () => {
   await fs.rm(dir, { recursive: true, force: true });
 });
 
-function agent(o: { clock: FakeClock; vault: FakeVaultCa; multiRoot: boolean; writer?: CertDirWriter }) {
+function agent(o: { clock: FakeClock; vault: FakeVaultCa; multiRoot: boolean; writer?: CertDirWriter; comparesSets?: boolean }) {
+  const asked: number[] = [];
   const cap = captureLog();
   const metrics = new AgentMetrics('test', { defaultMetrics: false });
   const source = pkiSignSource({
@@ -59,14 +60,17 @@ function agent(o: { clock: FakeClock; vault: FakeVaultCa; multiRoot: boolean; wr
       soakMs: SOAK,
       removeAfterMs: REMOVE_AFTER,
       pollIntervalMs: POLL,
-      istiodComparesSets: async () => true,
+      istiodComparesSets: async () => {
+        asked.push(o.clock.now());
+        return o.comparesSets ?? true;
+      },
       onPlan: (plan, restartRequired) => metrics.recordRootRotation({ phase: plan.phase, nextAt: plan.nextAt, restartRequired }),
     },
   });
   const writer = o.writer ?? new MemoryWriter();
   const keeper = new BundleKeeper({ source, writer, clock: o.clock, random: () => 0, log: cap.log, metrics, certDir: o.writer ? o.writer.certDir : '/nonexistent/ivagent', renewBeforeMs: undefined });
   const loop = new RenewalLoop({ keeper, clock: o.clock, random: () => 0, log: cap.log, metrics });
-  return { cap, metrics, keeper, loop, ctl: new AbortController() };
+  return { cap, metrics, keeper, loop, asked, ctl: new AbortController() };
 }
 
 const subjects = (pem: string) => certsFromPem(pem, 'root-cert.pem').map((c) => c.subject);
@@ -86,17 +90,24 @@ describe('root rotation (ISTIO_MULTIROOT_MESH=true)', () => {
     const vault = new FakeVaultCa(oldRoot, () => clock.now());
     const a = agent({ clock, vault, multiRoot: true });
     const phase = async (p: string) => sample(await a.metrics.registry.metrics(), 'istiod_vault_agent_root_rotation_phase', { phase: p });
+    // As the sidecar does: istiod runs on what is published, so the switch's order matters.
+    a.keeper.markIstiodRunning();
     const running = a.loop.run(a.ctl.signal);
     await clock.waitForSleepers(1);
     const first = a.keeper.current!;
     expect(subjects(first.files.rootCert)).toEqual(['CN=Mesh Root 2025']);
 
     // add: a second root issuer appears in the mount (not the default yet).
+    const issued = async () => sample(await a.metrics.registry.metrics(), 'istiod_vault_agent_issuances_total', { result: 'success' });
+    const issuedBefore = await issued();
     vault.issuers.push({ id: 'root-2', name: 'root-2026', ca: newRoot });
     await runUntil(clock, () => a.keeper.current!.files.rootCert !== first.files.rootCert);
     expect(a.keeper.current!.intermediate.serial).toBe(first.intermediate.serial);
     expect(a.keeper.current!.files.rootCert).toBe(first.files.rootCert + newRoot.pem);
     expect(await phase('added')).toBe(1);
+    // Said as what it is, and not counted as an issuance: Vault signed nothing.
+    expect(a.cap.lines.filter((l) => l.msg === 'published new trust roots with the same intermediate')).toEqual([expect.objectContaining({ trigger: 'changed', serial: first.intermediate.serial, roots: ['CN=Mesh Root 2025', 'CN=Mesh Root 2026'] })]);
+    expect(await issued()).toBe(issuedBefore);
 
     // The operator makes the new root the default right away; the agent waits for the soak.
     vault.defaultId = 'root-2';
@@ -124,6 +135,28 @@ describe('root rotation (ISTIO_MULTIROOT_MESH=true)', () => {
     expect(a.keeper.current!.intermediate.serial).toBe(switched.intermediate.serial);
     expect(a.keeper.current!.files.rootCert).toBe(newRoot.pem);
     expect(await phase('steady')).toBe(1);
+    a.ctl.abort();
+    await running;
+  });
+
+  it('istiod comparing bytes (< 1.30, or its release unknown): the switch keeps root-cert.pem as it is; istiod is asked only then', async () => {
+    const clock = new FakeClock(Date.now());
+    const vault = new FakeVaultCa(oldRoot, () => clock.now());
+    const a = agent({ clock, vault, multiRoot: true, comparesSets: false });
+    a.keeper.markIstiodRunning();
+    const running = a.loop.run(a.ctl.signal);
+    await clock.waitForSleepers(1);
+    vault.issuers.push({ id: 'root-2', name: 'root-2026', ca: newRoot });
+    vault.defaultId = 'root-2';
+    await runUntil(clock, () => subjects(a.keeper.current!.files.rootCert).length === 2);
+    const added = a.keeper.current!.files.rootCert;
+    await runUntil(clock, () => a.keeper.current!.anchor.subject === 'CN=Mesh Root 2026', 2000);
+    expect(a.keeper.current!.files.rootCert).toBe(added);
+    // Asked at the switch only (by the poll that found it and by the issuance it triggered).
+    expect(a.asked.length).toBeGreaterThan(0);
+    expect(new Set(a.asked).size).toBe(1);
+    // The fake Vault backdates notBefore by 30 s, to the second.
+    expect(Math.floor(a.asked[0]! / 1000) * 1000).toBe(a.keeper.current!.intermediate.notBefore + 30_000);
     a.ctl.abort();
     await running;
   });

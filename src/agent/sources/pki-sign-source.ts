@@ -198,8 +198,11 @@ export interface RotationOptions {
   soakMs: number;
   removeAfterMs: number;
   pollIntervalMs: number;
-  /** True when istiod compares root bundles as sets (>= 1.30), so a reorder at the switch makes it push. */
-  istiodComparesSets: () => Promise<boolean>;
+  /**
+   * True when istiod compares root bundles as sets (>= 1.30, src/agent/istiod-version.ts), so a reorder
+   * at the switch makes it push the trust bundle; asked only at a switch while istiod runs.
+   */
+  istiodComparesSets: (signal?: AbortSignal) => Promise<boolean>;
   /** Told of every plan (for the metrics). `restartRequired`: a root change waits for istiod's restart. */
   onPlan?: (plan: RootPlan, restartRequired: boolean) => void;
 }
@@ -247,7 +250,7 @@ export function pkiSignSource(o: PkiSignSourceOptions & { rotation?: RotationOpt
   const plan = async (req: Omit<SourceRequest, 'trigger'>, signal?: AbortSignal) => {
     const { roots, target } = await vaultRoots(o.vault, signal);
     const current = req.current && req.published?.enforce ? req.current : undefined;
-    const p = planRoots({
+    const input = {
       now: o.clock.now(),
       vaultRoots: roots,
       target,
@@ -257,9 +260,15 @@ export function pkiSignSource(o: PkiSignSourceOptions & { rotation?: RotationOpt
       extraRoots: o.extraRoots(),
       soakMs: rot!.soakMs,
       removeAfterMs: rot!.removeAfterMs,
-      reorderOnSwitch: rot!.multiRoot && (await rot!.istiodComparesSets().catch(() => false)),
+      reorderOnSwitch: false,
       hold: rot!.mode === 'hold',
-    });
+    };
+    let p = planRoots(input);
+    // With an intermediate published, minting now is the switch: only then does the order matter, and
+    // only to a running istiod that takes root changes live.
+    if (p.mintNow && current && rot!.multiRoot && req.istiodRunning && (await rot!.istiodComparesSets(signal).catch(() => false))) {
+      p = planRoots({ ...input, reorderOnSwitch: true });
+    }
     // Without multi-root, a running istiod skips any reload whose root-cert.pem changed: keep the bytes
     // it runs on while they still anchor the intermediate to come.
     const waitForRestart = !rot!.multiRoot && req.istiodRunning && req.published !== undefined && req.published.roots.some((r) => r.der.equals(p.signWith.cert.der));
