@@ -69,6 +69,9 @@ export class RenewalLoop {
     if (keeper.current) this.startSync(keeper.current.intermediate.serial, keeper.current.intermediate.notAfter, signal);
     let attempt = 0;
     this.schedulePoll();
+    // One look at the source at once: what changed while the agent was not running (a root added in
+    // Vault, a new stored bundle) is not left waiting a poll interval, and the rotation phase is known.
+    if (keeper.current && keeper.source.changed && !signal.aborted) await this.poll(signal);
     while (!signal.aborted) {
       const seen = this.requests;
       const tidyAt = keeper.tidyAt ?? Infinity;
