@@ -29,6 +29,7 @@ import { TMP_SUFFIX, generationTime } from '../../src/store/layout.js';
 import { BUNDLE, cleanEnv, runAgent, startAgent, type AgentRun } from '../helpers/agent-process.js';
 import { useOpenBao } from '../helpers/openbao.js';
 import { genEntries, judgeDir, snapshot } from './support/cert-dir.js';
+import { DUE_SEED, RENEWS_LATER } from './support/lifetimes.js';
 import { publishEvidence, table } from './support/report.js';
 import { runAgentKilledAt, straceUnavailable, type CrashPoint } from './support/strace.js';
 import { sleep } from './support/wait.js';
@@ -39,22 +40,14 @@ const TARGET_KILLS = 100;
 const BUDGET_MS = 125_000;
 
 /**
- * CERT_TTL=20s with RENEW_BEFORE=12s: OpenBao backdates notBefore by 30 s and cuts notAfter to the
- * second, so an intermediate is due 7-8 s after it is issued, never on arrival (the agent refuses a new
- * intermediate that is due the moment it arrives, so a pair that makes every bundle due at once, like
- * CERT_TTL=10s with RENEW_BEFORE=9900ms, no longer publishes at all). Publishes come from rotations
- * instead (pumpRotations), back to back with MIN_PUBLISH_INTERVAL=0.
+ * RENEWS_LATER (CERT_TTL=20s, RENEW_BEFORE=12s): a bundle is due 7-8 s after it is issued, never on
+ * arrival (a pair that makes every bundle due at once, like CERT_TTL=10s with RENEW_BEFORE=9900ms, is
+ * refused as lifetime_too_short). Publishes come from rotations instead (pumpRotations), back to back
+ * with MIN_PUBLISH_INTERVAL=0.
  */
 function agentEnv(dir: string, extra: Record<string, string> = {}): Record<string, string> {
-  return cleanEnv({ ...bao.get().env, CERT_DIR: dir, KEY_TYPE: 'ec', CERT_TTL: '20s', RENEW_BEFORE: '12s', MIN_PUBLISH_INTERVAL: '0', VAULT_CLIENT_TIMEOUT: '5s', ...extra });
+  return cleanEnv({ ...bao.get().env, CERT_DIR: dir, KEY_TYPE: 'ec', ...RENEWS_LATER, MIN_PUBLISH_INTERVAL: '0', VAULT_CLIENT_TIMEOUT: '5s', ...extra });
 }
-
-/**
- * A seed that agentEnv() finds due at once: CERT_TTL=10s leaves 10 s, under agentEnv's RENEW_BEFORE=12s,
- * while RENEW_BEFORE=5s keeps the seed itself from being due on arrival. So the next `init` issues
- * without the test waiting for time to pass.
- */
-const DUE_SEED = { CERT_TTL: '10s', RENEW_BEFORE: '5s' };
 
 /**
  * Asks the agent for a rotation every 50 ms (SIGHUP, as an operator would) from the moment its signal
