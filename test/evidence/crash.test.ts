@@ -37,7 +37,12 @@ import { sleep } from './support/wait.js';
 const bao = useOpenBao();
 const TARGET_PUBLISHES = 200;
 const TARGET_KILLS = 100;
-const BUDGET_MS = 125_000;
+/**
+ * The loops run until they have TARGET_KILLS kills and TARGET_PUBLISHES publishes (~1 min on an idle
+ * 2-CPU machine); this only ends them on a machine so loaded that they never would (2 CPUs at a load
+ * of 15-20 needs 2-3 min).
+ */
+const SAFETY_DEADLINE_MS = 240_000;
 
 /**
  * RENEWS_LATER (CERT_TTL=20s, RENEW_BEFORE=12s): a bundle is due 7-8 s after it is issued, never on
@@ -186,7 +191,7 @@ describe.skipIf(!bao.available)('crash consistency under kill -9', () => {
     const shared = { total: 0, kills: 0 };
     const rootBytes: { value?: string } = {};
     try {
-      const stats = await Promise.all(dirs.map((d) => crashLoop(d, t0 + BUDGET_MS, shared, rootBytes)));
+      const stats = await Promise.all(dirs.map((d) => crashLoop(d, t0 + SAFETY_DEADLINE_MS, shared, rootBytes)));
       const secs = ((Date.now() - t0) / 1000).toFixed(0);
       // A final start on each dir prunes every crash leftover.
       for (const d of dirs) {
@@ -224,14 +229,14 @@ describe.skipIf(!bao.available)('crash consistency under kill -9', () => {
       await publishEvidence('crash-random', md);
       expect(problems).toEqual([]);
       expect(shared.total).toBeGreaterThanOrEqual(TARGET_PUBLISHES);
-      expect(shared.kills).toBeGreaterThanOrEqual(80);
+      expect(shared.kills).toBeGreaterThanOrEqual(TARGET_KILLS);
       // The random delays must actually have landed inside publishes some of the time.
       expect(sum((s) => s.leftoverPartial + s.leftoverComplete + s.leftoverTemp + s.unloggedPublishes)).toBeGreaterThan(0);
       expect(sum((s) => s.checksSpawned)).toBeGreaterThanOrEqual(4);
     } finally {
       await Promise.all(dirs.map((d) => fs.rm(d, { recursive: true, force: true })));
     }
-  }, 200_000);
+  }, SAFETY_DEADLINE_MS + 60_000);
 
   const noStrace = straceUnavailable();
   if (noStrace) console.warn(`skipping the deterministic crash points: ${noStrace}`);
