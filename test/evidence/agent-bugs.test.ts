@@ -56,7 +56,7 @@ import { useOpenBao } from '../helpers/openbao.js';
 import { VISIBLE, judgeDir, snapshot } from './support/cert-dir.js';
 import { x509 } from '../../src/pki/x509.js';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.js';
-import { DUE_SEED, RENEWS_LATER } from './support/lifetimes.js';
+import { AFTER_SEED, DUE_SEED } from './support/lifetimes.js';
 import { runAgentKilledAt, straceUnavailable } from './support/strace.js';
 import { isFailure, isKeeping, isPublished, nextLine } from './support/wait.js';
 
@@ -213,8 +213,8 @@ describe.skipIf(!bao.available)('bug 5: `init` that keeps a due bundle says why 
     try {
       const seed = await runAgent(['init'], cleanEnv({ ...bao.get().env, CERT_DIR: dir, KEY_TYPE: 'ec', ...DUE_SEED }));
       expect(seed.code, seed.stdout.slice(-800)).toBe(0);
-      // RENEWS_LATER finds the seed due at once; nothing listens at VAULT_ADDR, so the renewal fails.
-      const run = await runAgent(['init'], cleanEnv({ ...bao.get().env, VAULT_ADDR: 'http://127.0.0.1:1', CERT_DIR: dir, KEY_TYPE: 'ec', ...RENEWS_LATER }));
+      // AFTER_SEED finds the seed due at once; nothing listens at VAULT_ADDR, so the renewal fails.
+      const run = await runAgent(['init'], cleanEnv({ ...bao.get().env, VAULT_ADDR: 'http://127.0.0.1:1', CERT_DIR: dir, KEY_TYPE: 'ec', ...AFTER_SEED }));
       expect(run.code, run.stdout.slice(-800)).toBe(0);
       const kept = run.lines.find((l) => String(l.msg).startsWith('renewal failed, but the current bundle is still valid'));
       expect(kept?.level).toBe('warn');

@@ -33,7 +33,7 @@ import { BUNDLE, cleanEnv, runAgent, type AgentRun } from '../helpers/agent-proc
 import { IN_CI } from '../helpers/tools.js';
 import { useOpenBao } from '../helpers/openbao.js';
 import { judgeDir, sameSnapshot, snapshot } from './support/cert-dir.js';
-import { DUE_SEED, RENEWS_LATER } from './support/lifetimes.js';
+import { AFTER_SEED, DUE_SEED } from './support/lifetimes.js';
 import { makeLabRoot, mint } from './support/pki-lab.js';
 import { publishEvidence, table } from './support/report.js';
 
@@ -437,7 +437,7 @@ describe.skipIf(!bao.available || !canSetpriv)('CERT_DIR and SA token as uid 133
     for (const g of await fs.readdir(path.join(dir, '.gen'))) for (const f of await fs.readdir(path.join(dir, '.gen', g))) await fs.chown(path.join(dir, '.gen', g, f), 1337, 1337);
     const before = await snapshot(dir);
     const sentinel = await startSentinel();
-    const r = await asIstio(['init'], { ...bao.get().env, VAULT_ADDR: sentinel.url, SA_TOKEN_PATH: tokenFor1337, CERT_DIR: dir, KEY_TYPE: 'ec', ...RENEWS_LATER, INIT_TIMEOUT: '10s' });
+    const r = await asIstio(['init'], { ...bao.get().env, VAULT_ADDR: sentinel.url, SA_TOKEN_PATH: tokenFor1337, CERT_DIR: dir, KEY_TYPE: 'ec', ...AFTER_SEED, INIT_TIMEOUT: '10s' });
     sentinel.close();
     expect(r.status, r.stdout.slice(-800)).toBe(0);
     const warn = r.lines.find((l) => String(l.msg).startsWith(KEPT_VALID));
@@ -541,7 +541,7 @@ describe.skipIf(!bao.available)('CERT_DIR on a full filesystem (tmpfs)', () => {
     const before = await snapshot(dir);
     const listing = await contents(dir);
     const sentinel = await startSentinel();
-    const run = await runAgent(['init'], cleanEnv({ ...baseEnv(true, dir), ...RENEWS_LATER, VAULT_ADDR: sentinel.url }));
+    const run = await runAgent(['init'], cleanEnv({ ...baseEnv(true, dir), ...AFTER_SEED, VAULT_ADDR: sentinel.url }));
     sentinel.close();
     expect(run.code, run.stdout.slice(-800)).toBe(0);
     const warn = run.lines.find((l) => String(l.msg).startsWith(KEPT_VALID));
