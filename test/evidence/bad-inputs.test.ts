@@ -217,7 +217,9 @@ function resolveFiles(env: Record<string, string | undefined>): Record<string, s
 
 function baseEnv(vault: boolean, certDir: string): Record<string, string | undefined> {
   const common = { CERT_DIR: certDir, KEY_TYPE: 'ec', CERT_TTL: '1h', INIT_TIMEOUT: '3s', VAULT_CLIENT_TIMEOUT: '1s' };
-  if (vault) return { ...bao.get().env, ...common };
+  // A real OpenBao on a loaded machine can take seconds to answer: a timeout would be retried, and
+  // these cases show what happens when it answers.
+  if (vault) return { ...bao.get().env, ...common, INIT_TIMEOUT: '60s', VAULT_CLIENT_TIMEOUT: '20s' };
   return { VAULT_ADDR: 'http://127.0.0.1:9', AUTH_METHOD: 'jwt', AUTH_MOUNT: 'jwt', AUTH_ROLE: 'istiod', SA_TOKEN_PATH: files.token, ...common };
 }
 
@@ -358,7 +360,7 @@ describe.skipIf(!bao.available)('free-form settings and runtime inputs against a
     const certDir = path.join(work, `cert-dir-${++caseNo}`);
     await fs.mkdir(certDir);
     const t0 = Date.now();
-    const run = await runAgent(['init'], cleanEnv({ ...baseEnv(true, certDir), VAULT_ADDR: addr, INIT_TIMEOUT: '3s' }));
+    const run = await runAgent(['init'], cleanEnv({ ...baseEnv(true, certDir), VAULT_ADDR: addr, INIT_TIMEOUT: '3s', VAULT_CLIENT_TIMEOUT: '1s' }));
     const ms = Date.now() - t0;
     expect(run.code).toBe(1);
     const final = run.lines.filter((l) => l.level === 'error').at(-1)!;
@@ -377,11 +379,11 @@ describe.skipIf(!bao.available)('free-form settings and runtime inputs against a
       expect(Number(r.retryInMs)).toBeLessThanOrEqual(NOTHING_VALID_CAP_MS);
     }
     // Given up at INIT_TIMEOUT on the agent's own clock (process start-up on a loaded machine aside):
-    // not before its last second (a retry needs BACKOFF_BASE_MS), not a whole VAULT_CLIENT_TIMEOUT late.
+    // not before its last second (a retry needs BACKOFF_BASE_MS), and not seconds after it.
     const starting = run.lines.find((l) => l.msg === 'starting')!;
     const gaveUpAfter = Date.parse(String(final.time)) - Date.parse(String(starting.time));
     expect(gaveUpAfter).toBeGreaterThanOrEqual(3000 - BACKOFF_BASE_MS);
-    expect(gaveUpAfter).toBeLessThan(3000 + 1000 + 2000);
+    expect(gaveUpAfter).toBeLessThan(3000 + 3000);
     expect(await contents(certDir)).toEqual([]);
     rows.push(['VAULT_ADDR', label, 1, `${String(final.msg).slice(0, 160)}... (${String(final.attempts)} attempts)`, `${ms} ms (gave up ${gaveUpAfter} ms after start)`]);
   }, 20_000);
