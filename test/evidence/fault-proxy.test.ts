@@ -21,9 +21,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signerPolicy, writePolicy } from '../../src/dev/configure.js';
+import { FAILURE_REASONS } from '../../src/common/errors.js';
 import { DEV_POLICY } from '../../src/dev/dev-environment.js';
 import { freePort } from '../../src/dev/dev-server.js';
 import { x509 } from '../../src/pki/x509.js';
+import { MAX_RESPONSE_BYTES } from '../../src/vault/transport.js';
 import { cleanEnv, startAgent, type AgentRun } from '../helpers/agent-process.js';
 import { httpGet, sample } from '../helpers/metrics-text.js';
 import { useOpenBao } from '../helpers/openbao.js';
@@ -38,6 +40,8 @@ const SIGN = `/v1/${MOUNT}/root/sign-intermediate`;
 const ISSUER = `/v1/${MOUNT}/issuer/default/json`;
 const LOGIN = '/v1/auth/jwt/login';
 const HUGE = 32 * 1024 * 1024;
+/** Raw bytes of one PEM-garbage ca_chain entry: 20 of them, base64 and JSON-escaped, stay well under the answer cap. */
+const UNDER_CAP_ENTRY = Math.floor(MAX_RESPONSE_BYTES / 40);
 
 const bao = useOpenBao();
 let dir: string;
@@ -113,8 +117,9 @@ const CASES: Case[] = [
   { name: 'sign: HTML page with 200', rules: () => [{ match: SIGN, fault: { kind: 'replace', body: '<html><body>502 Bad Gateway</body></html>', contentType: 'text/html' } }], reason: 'invalid_response', code: 'VAULT_INVALID_RESPONSE', retryable: true },
   { name: 'sign: empty 200', rules: () => [{ match: SIGN, fault: { kind: 'replace', body: '' } }], reason: 'invalid_response', code: 'VAULT_INVALID_RESPONSE', retryable: true },
   { name: 'sign: JSON of the wrong shape', rules: () => [{ match: SIGN, fault: { kind: 'replace', body: '{"data":{"certificate":42,"issuing_ca":null}}' } }], reason: 'invalid_response', code: 'VAULT_INVALID_RESPONSE', retryable: true },
-  { name: 'sign: huge JSON body (32 MiB certificate)', rules: () => [{ match: SIGN, fault: { kind: 'replace', body: hugeJson } }], reason: 'invalid_response', code: 'VAULT_INVALID_RESPONSE', retryable: true },
-  { name: 'sign: huge binary garbage (32 MiB)', rules: () => [{ match: SIGN, fault: { kind: 'replace', body: hugeGarbage, contentType: 'application/octet-stream' } }], reason: 'invalid_response', code: 'VAULT_INVALID_RESPONSE', retryable: true },
+  // Over the transport's answer cap (MAX_RESPONSE_BYTES): refused while it streams in, never parsed.
+  { name: 'sign: huge JSON body (32 MiB certificate)', rules: () => [{ match: SIGN, fault: { kind: 'replace', body: hugeJson } }], reason: 'invalid_response', code: 'VAULT_RESPONSE_TOO_LARGE', retryable: true },
+  { name: 'sign: huge binary garbage (32 MiB)', rules: () => [{ match: SIGN, fault: { kind: 'replace', body: hugeGarbage, contentType: 'application/octet-stream' } }], reason: 'invalid_response', code: 'VAULT_RESPONSE_TOO_LARGE', retryable: true },
   { name: 'issuer read: malformed JSON', rules: () => [{ match: ISSUER, fault: { kind: 'replace', body: '{"data":' } }], reason: 'invalid_response', code: 'VAULT_INVALID_RESPONSE', retryable: true },
   { name: 'login: HTML page with 200 (token revoked first)', before: revokeToken, rules: () => [{ match: LOGIN, fault: { kind: 'replace', body: '<html>login</html>', contentType: 'text/html' } }], reason: 'invalid_response', code: 'VAULT_INVALID_RESPONSE', retryable: true },
   // Vault's answer is well-formed, the certificates in it are wrong.
@@ -188,9 +193,19 @@ const CASES: Case[] = [
     reason: 'verification_failed', code: 'PEM_INVALID', retryable: true,
   },
   {
-    name: 'sign: ca_chain of 20 x 900 KB PEM garbage (~18 MB, schema-valid)',
+    name: 'sign: ca_chain of 20 x 900 KB PEM garbage (~18 MB, schema-valid, over the answer cap)',
     rules: () => [{ match: SIGN, fault: { kind: 'rewrite', fn: (ctx) => {
       const junk = pemGarbage(650_000);
+      data(ctx).ca_chain = Array.from({ length: 20 }, () => junk);
+      return ctx.response;
+    } } }],
+    reason: 'invalid_response', code: 'VAULT_RESPONSE_TOO_LARGE', retryable: true,
+  },
+  {
+    // The same garbage small enough to pass the cap: the agent's own PEM parsing must refuse it.
+    name: 'sign: ca_chain of 20 PEM garbage entries (~0.7 MB, schema-valid, under the answer cap)',
+    rules: () => [{ match: SIGN, fault: { kind: 'rewrite', fn: (ctx) => {
+      const junk = pemGarbage(UNDER_CAP_ENTRY);
       data(ctx).ca_chain = Array.from({ length: 20 }, () => junk);
       return ctx.response;
     } } }],
@@ -349,12 +364,16 @@ describe.skipIf(!bao.available)('fault proxy between the agent and OpenBao', () 
       c.check?.(proxy.log.slice(firstRequest));
 
       expect(isPublished(failed.line), 'published during the fault').toBe(false);
-      expect(failed.line.level).toBe('error');
+      // One line per failed attempt: a warning while istiod keeps a valid bundle and a retry can help,
+      // an error when a person must act.
+      expect(failed.line.level).toBe(c.retryable ? 'warn' : 'error');
       expect(failed.line.reason).toBe(c.reason);
       if (typeof c.code === 'string') expect(err?.code).toBe(c.code);
       else expect(err?.code).toMatch(c.code);
       expect(err?.retryable).toBe(c.retryable);
-      expect(keeping, 'a "keeping the current bundle" line').toBeDefined();
+      expect(failed.line.retryable).toBe(c.retryable);
+      expect(keeping?.index, 'the failure line itself says what is kept and when the retry comes').toBe(failed.index);
+      expect(String(failed.line.msg)).toMatch(/^issuance failed: .+; keeping the current bundle; retrying in \S+$/);
       expect(keeping!.line.keeping).toBe(verdict.ok && verdict.state === 'valid' ? verdict.serial : undefined);
       expect(row.untouched, 'published files untouched').toBe(true);
       expect(verdict).toMatchObject({ ok: true, state: 'valid' });
@@ -421,8 +440,10 @@ describe.skipIf(!bao.available)('fault proxy between the agent and OpenBao', () 
     expect(findSecrets(all, { tokens: proxy.secrets.tokens, jwts: proxy.secrets.jwts, privateKeys })).toEqual([]);
     const m = await metrics();
     const failuresLogged = agent.lines.filter(isFailure).length;
-    const failuresCounted = ['vault_unreachable', 'vault_denied', 'vault_error', 'invalid_response', 'verification_failed', 'write_failed', 'root_changed', 'credentials_unreadable', 'input_invalid', 'internal'].reduce((n, r) => n + failures(m, r), 0);
+    const failuresCounted = FAILURE_REASONS.reduce((n, r) => n + failures(m, r), 0);
     expect(failuresCounted).toBe(failuresLogged);
+    // No second line per failure any more (the old "keeping the current bundle; will retry").
+    expect(agent.lines.filter((l) => String(l.msg).startsWith('keeping the current bundle'))).toEqual([]);
     expect(sample(m, 'istiod_vault_agent_issuances_total', { result: 'success' })).toBe(agent.lines.filter(isPublished).length);
     expect(wrongOrLost).toBe(0);
     console.log(`fault proxy: ${rows.length} fault cases, ${accepted.length} accepted answers, ${failuresLogged} failed attempts logged and counted, ${agent.lines.filter(isPublished).length} publishes, ${privateKeys.size} private keys searched for, ${proxy.log.length} requests through the proxy; lost or wrongly published: ${wrongOrLost}`);
@@ -430,10 +451,13 @@ describe.skipIf(!bao.available)('fault proxy between the agent and OpenBao', () 
 });
 
 /**
- * Self-recovery: a second agent whose intermediate is due 1 s after each publish (CERT_TTL=10s,
- * RENEW_BEFORE=9s; OpenBao backdates notBefore by 30 s), so every attempt is a DUE renewal. While the
- * fault lasts, retries keep failing and nothing is published; once the proxy behaves, the agent's own
- * retry publishes, with no signal or request from outside.
+ * Self-recovery: a second agent whose intermediate is due 2-3 s after each publish (CERT_TTL=15s,
+ * RENEW_BEFORE=12s; OpenBao backdates notBefore by 30 s and cuts notAfter to the second), so every
+ * attempt is a DUE renewal. (CERT_TTL=10s with RENEW_BEFORE=9s left under a second: on a loaded machine
+ * a new intermediate could be due on arrival, which the agent refuses as lifetime_too_short and does
+ * not retry for 30 s.) While the fault lasts, retries keep failing and nothing is published; once the
+ * proxy behaves, the agent's own retry publishes, with no signal or request from outside. Everything
+ * is judged by events (log lines, the agent's own timestamps), not by the test's wall clock.
  */
 describe.skipIf(!bao.available)('self-recovery of due renewals once the proxy behaves', () => {
   let p2: FaultProxy;
@@ -446,7 +470,7 @@ describe.skipIf(!bao.available)('self-recovery of due renewals once the proxy be
     dir2 = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-evidence-self-'));
     a2 = startAgent(['run'], cleanEnv({
       ...bao.get().env, VAULT_ADDR: p2.url, PKI_SIGN_PATH: `${MOUNT}/root/sign-intermediate`, CERT_DIR: dir2, KEY_TYPE: 'ec',
-      CERT_TTL: '10s', RENEW_BEFORE: '9s', MIN_PUBLISH_INTERVAL: '0', VAULT_CLIENT_TIMEOUT: '3s',
+      CERT_TTL: '15s', RENEW_BEFORE: '12s', MIN_PUBLISH_INTERVAL: '0', VAULT_CLIENT_TIMEOUT: '3s',
     }));
     expect(await nextLine(a2, isPublished, 0, 30_000)).toBeDefined();
   }, 60_000);
@@ -458,9 +482,9 @@ describe.skipIf(!bao.available)('self-recovery of due renewals once the proxy be
     if (dir2) await fs.rm(dir2, { recursive: true, force: true });
     if (selfRows.length) {
       await publishEvidence('fault-proxy-self-recovery', [
-        'Self-recovery: a second agent renewing every ~1 s (every attempt a due renewal). Each fault held for two failed attempts, then removed; nothing signalled the agent.',
+        'Self-recovery: a second agent renewing every 2-3 s (CERT_TTL=15s, RENEW_BEFORE=12s: every attempt a due renewal). Each fault held for two failed attempts, then removed; nothing signalled the agent. "retry started after" is from the agent\'s own log timestamps (never before the announced delay).',
         '',
-        table(['fault', 'failed attempts while faulty', 'files untouched while faulty', 'last retry scheduled in', 'healed -> published'], selfRows),
+        table(['fault', 'failed attempts while faulty', 'files untouched while faulty', 'last retry announced in', 'retry started after', 'failed after healing (already in flight)', 'healed -> published'], selfRows),
       ].join('\n'));
     }
   });
@@ -478,6 +502,9 @@ describe.skipIf(!bao.available)('self-recovery of due renewals once the proxy be
     const first = await nextLine(a2, isFailure, from, 15_000);
     expect(first?.line.reason).toBe(c.reason);
     expect(first?.line.trigger).toBe('due');
+    // A valid bundle is kept and a retry can help: a warning naming the serial istiod keeps.
+    expect(first?.line.level).toBe('warn');
+    expect(first?.line.keeping).toBeDefined();
     const during = await snapshot(dir2);
     const second = await nextLine(a2, isFailure, first!.index + 1, 15_000);
     expect(second?.line.reason).toBe(c.reason);
@@ -486,17 +513,32 @@ describe.skipIf(!bao.available)('self-recovery of due renewals once the proxy be
     // (A renewal whose sign request passed the proxy before the rule was set may still publish
     // before the first failure; from the first failure on, nothing may.)
     expect(a2.lines.slice(first!.index).some(isPublished)).toBe(false);
-    const lastRetry = (await nextLine(a2, isKeeping, second!.index, 5000))!.line;
+    const lastRetry = second!.line;
+    expect(isKeeping(lastRetry), 'the failure line announces the retry').toBe(true);
     const healedAt = Date.now();
     const healFrom = a2.lines.length;
     p2.clear();
-    const pub = await nextLine(a2, isPublished, healFrom, Number(lastRetry.retryInMs) + 5000);
-    expect(pub, 'published by the agent\'s own retry').toBeDefined();
-    expect(pub!.line.trigger).toBe('due');
+    // The retry the agent announced publishes. An attempt already past the proxy when it healed may
+    // still fail once; a second failure after healing would mean the agent is not recovering.
+    const outcome = (i: number) => nextLine(a2, (l) => isPublished(l) || isFailure(l), i, Number(lastRetry.retryInMs) + 30_000);
+    let pub = await outcome(healFrom);
+    const failedAfterHeal: typeof a2.lines = [];
+    if (pub && isFailure(pub.line)) {
+      failedAfterHeal.push(pub.line);
+      pub = await outcome(pub.index + 1);
+    }
     const ms = Date.now() - healedAt;
-    expect(ms).toBeLessThan(Number(lastRetry.retryInMs) + 5000);
+    expect(pub, 'an outcome after healing').toBeDefined();
+    expect(isPublished(pub!.line), `published by the agent's own retry (after healing: ${[...failedAfterHeal, pub!.line].map((l) => String(l.msg)).join(' | ')})`).toBe(true);
+    for (const l of failedAfterHeal) expect(l.reason).toBe(c.reason);
+    expect(pub!.line.trigger).toBe('due');
+    // Pacing, on the agent's own clock: the attempt after the announced failure did not start early.
+    const retryStart = a2.lines.findIndex((l, i) => i > second!.index && l.msg === 'issuing a new intermediate');
+    expect(retryStart).toBeGreaterThan(second!.index);
+    const startedAfter = Date.parse(String(a2.lines[retryStart]!.time)) - Date.parse(String(lastRetry.time));
+    expect(startedAfter).toBeGreaterThanOrEqual(Number(lastRetry.retryInMs) - 50);
     const v = await judgeDir(dir2);
     expect(v).toMatchObject({ ok: true, state: 'valid' });
-    selfRows.push([c.name, a2.lines.slice(from, healFrom).filter(isFailure).length, 'yes', `${lastRetry.retryInMs} ms`, `${ms} ms`]);
-  }, 40_000);
+    selfRows.push([c.name, a2.lines.slice(from, healFrom).filter(isFailure).length, 'yes', `${lastRetry.retryInMs} ms`, `${startedAfter} ms`, failedAfterHeal.length, `${ms} ms`]);
+  }, 60_000);
 });

@@ -13,8 +13,11 @@
  *   a reader that opens four paths without re-checking; `unexplained` is a mixed read WITHOUT such a
  *   change, which the layout must make impossible.
  *
- * `tight` reads in a loop for the whole duration. `istiod` does what istiod does: watch the directory
- * (inotify, not subfolders), and 100 ms after the first event read the four files once.
+ * `tight` reads in a loop until stopped. `istiod` does what istiod does: watch the directory
+ * (inotify, not subfolders), and 100 ms after the first event read the four files once; it reports
+ * each reload as it happens, so a test can wait for the reader to have seen a publish (an event)
+ * instead of giving it time. A reader stops when the test closes its stdin (or at `maxMs`, a safety
+ * net only) and then reports its stats.
  */
 import { spawn } from 'node:child_process';
 
@@ -38,7 +41,7 @@ const SCRIPT = String.raw`
 const fs = require('fs');
 const path = require('path');
 const crypto = require('crypto');
-const [dir, durationMs, mode] = [process.argv[1], Number(process.argv[2]), process.argv[3]];
+const [dir, maxMs, mode] = [process.argv[1], Number(process.argv[2]), process.argv[3]];
 const names = ['ca-cert.pem', 'ca-key.pem', 'cert-chain.pem', 'root-cert.pem'];
 const s = { mode, reads: 0, missing: 0, torn: 0, mixed: 0, straddled: 0, unexplained: 0, swapsDuringRead: 0, events: 0, serials: [], examples: [] };
 const certPub = new Map();
@@ -97,7 +100,10 @@ function readOnce() {
     seen.add(cinfo.serial);
     if (mode === 'tight') s.serials.push(cinfo.serial);
   }
-  if (mode === 'istiod') s.serials.push(cinfo.serial);
+  if (mode === 'istiod') {
+    s.serials.push(cinfo.serial);
+    process.stdout.write('reload ' + cinfo.serial + '\n');
+  }
   const mixed = cinfo.spki !== kspki || !chain.startsWith(cert) || rootPem !== root;
   if (!mixed) return;
   s.mixed++;
@@ -107,18 +113,21 @@ function readOnce() {
     note('unexplained mix', before + ' -> ' + after);
   }
 }
-const end = Date.now() + durationMs;
+let stopped = false;
 function finish() {
-  process.stdout.write(JSON.stringify(s));
-  process.exit(0);
+  stopped = true;
+  process.stdout.write('stats ' + JSON.stringify(s) + '\n', () => process.exit(0));
 }
+process.stdin.on('end', finish);
+process.stdin.resume();
+setTimeout(finish, maxMs);
 if (mode === 'tight') {
-  // Yield to the event loop now and then so a SIGTERM-free, timer-based end is exact.
+  process.stdout.write('ready\n');
+  // Yield to the event loop now and then, so the stop request is seen.
   (function loop() {
-    const until = Math.min(end, Date.now() + 50);
+    const until = Date.now() + 50;
     while (Date.now() < until) readOnce();
-    if (Date.now() >= end) finish();
-    else setImmediate(loop);
+    if (!stopped) setImmediate(loop);
   })();
 } else {
   let pending = false;
@@ -131,26 +140,56 @@ if (mode === 'tight') {
       readOnce();
     }, 100);
   });
-  setTimeout(finish, durationMs);
+  process.stdout.write('ready\n');
 }
 `;
 
-/** Starts one reader; resolves with its stats when `durationMs` is over. */
-export function startReader(dir: string, durationMs: number, mode: 'tight' | 'istiod'): Promise<ReaderStats> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', SCRIPT, dir, String(durationMs), mode], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const t = setTimeout(() => child.kill('SIGKILL'), durationMs + 15_000);
+export interface Reader {
+  /** Resolves once the reader reads (tight) or watches (istiod). */
+  ready: Promise<void>;
+  /** Serials of the reloads so far, as they happen (istiod mode). */
+  reloads: string[];
+  /** Asks the reader to stop; resolves with its stats. */
+  stop(): Promise<ReaderStats>;
+}
+
+/** Starts one reader; it runs until stop() (or `maxMs`, a safety net). */
+export function startReader(dir: string, maxMs: number, mode: 'tight' | 'istiod'): Reader {
+  const child = spawn(process.execPath, ['-e', SCRIPT, dir, String(maxMs), mode], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const reloads: string[] = [];
+  let onReady: () => void = () => undefined;
+  const ready = new Promise<void>((r) => (onReady = r));
+  let out = '';
+  let partial = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => {
+    partial += d.toString();
+    const lines = partial.split('\n');
+    partial = lines.pop()!;
+    for (const l of lines) {
+      if (l === 'ready') onReady();
+      else if (l.startsWith('reload ')) reloads.push(l.slice('reload '.length));
+      else out += l;
+    }
+  });
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const stats = new Promise<ReaderStats>((resolve, reject) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), maxMs + 15_000);
     child.on('exit', (code) => {
       clearTimeout(t);
       try {
-        resolve(JSON.parse(out) as ReaderStats);
+        resolve(JSON.parse(out.replace(/^stats /, '')) as ReaderStats);
       } catch {
         reject(new Error(`reader (${mode}) exited ${code}: ${err.slice(-2000)}`));
       }
     });
   });
+  return {
+    ready,
+    reloads,
+    stop: () => {
+      child.stdin.end();
+      return stats;
+    },
+  };
 }

@@ -29,8 +29,11 @@ export interface CrashPoint {
   path?: string;
 }
 
-/** Runs the agent with `args` and `env`, killed by SIGKILL at `point`. Resolves with how it ended. */
-export function runAgentKilledAt(point: CrashPoint, args: string[], env: Record<string, string>, timeoutMs = 30_000): Promise<{ killed: boolean; code: number | null; signal: NodeJS.Signals | null; stdout: string }> {
+/**
+ * Runs the agent with `args` and `env`, killed by SIGKILL at `point`. Resolves with how it ended;
+ * `killed` is false when it was the timeout that killed it, not the crash point.
+ */
+export function runAgentKilledAt(point: CrashPoint, args: string[], env: Record<string, string>, timeoutMs = 90_000): Promise<{ killed: boolean; code: number | null; signal: NodeJS.Signals | null; stdout: string }> {
   const list = point.syscalls.join(',');
   const straceArgs = ['-f', '-qq', '-o', '/dev/null', ...(point.path ? ['-P', point.path] : []), '-e', `trace=${list}`, '-e', `inject=${list}:signal=SIGKILL:when=1`, process.execPath, BUNDLE, ...args];
   return new Promise((resolve, reject) => {
@@ -38,12 +41,16 @@ export function runAgentKilledAt(point: CrashPoint, args: string[], env: Record<
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', () => undefined);
-    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    let timedOut = false;
+    const t = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     child.on('error', reject);
     child.on('exit', (code, signal) => {
       clearTimeout(t);
       // strace re-raises the tracee's fatal signal on itself, or exits 128+signal.
-      resolve({ killed: signal === 'SIGKILL' || code === 137, code, signal, stdout });
+      resolve({ killed: !timedOut && (signal === 'SIGKILL' || code === 137), code, signal, stdout });
     });
   });
 }
