@@ -52,7 +52,7 @@ export async function ensureFirstBundle(
   const keepValid = (why: string, e: AgentError | undefined): FirstBundleResult | undefined => {
     if (state.kind !== 'valid' || !keeper.isReady()) return undefined;
     // The one line this attempt gets: it says what failed, not only that the bundle is kept.
-    log.warn({ reason: e?.reason, code: e?.code, ...(e ? { err: e } : {}) }, `${why}${e ? ` (${describeError(e)})` : ''}, but the current bundle is still valid: istiod starts with it and the sidecar keeps renewing`);
+    log.warn({ reason: e?.reason, code: e?.code, ...(e ? { err: e } : {}) }, `${why}, but the current bundle is still valid: istiod starts with it and the sidecar keeps renewing${e ? ` (what failed: ${describeError(e)})` : ''}`);
     return { ok: true, issued: false };
   };
   const giveUp = (e: AgentError, attempts: number): FirstBundleResult => {

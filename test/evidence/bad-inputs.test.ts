@@ -182,7 +182,7 @@ const BAD: Record<string, Case[]> = {
   ROOT_ROTATION: [{ value: 'manual', env: { ROOT_ROTATION: 'manual' }, expect: { exit: 2, lines: [/^ROOT_ROTATION: "manual" is not one of auto, hold, off$/] } }],
   ISTIO_MULTIROOT_MESH: [{ value: 'enabled', env: { ISTIO_MULTIROOT_MESH: 'enabled' }, expect: { exit: 2, lines: [BOOL('ISTIO_MULTIROOT_MESH', 'enabled')] } }],
   ROOT_SWITCH_SOAK: [
-    { value: '1d', env: { ROOT_SWITCH_SOAK: '1d' }, expect: { exit: 2, lines: [DUR('ROOT_SWITCH_SOAK', '1d')] } },
+    { value: '1 day', env: { ROOT_SWITCH_SOAK: '1 day' }, expect: { exit: 2, lines: [DUR('ROOT_SWITCH_SOAK', '1 day')] } },
     { value: '500ms', env: { ROOT_SWITCH_SOAK: '500ms' }, expect: { exit: 2, lines: [SHORT('ROOT_SWITCH_SOAK', '500ms')] } },
   ],
   ROOT_REMOVE_AFTER: [{ value: 'later', env: { ROOT_REMOVE_AFTER: 'later' }, expect: { exit: 2, lines: [DUR('ROOT_REMOVE_AFTER', 'later')] } }],
