@@ -22,6 +22,8 @@ export default defineConfig({
       { extends: true, test: { name: 'integration', include: ['test/integration/**/*.test.ts'], ...heavy } },
       { extends: true, test: { name: 'evidence', include: ['test/evidence/**/*.test.ts'], ...heavy } },
       { extends: true, test: { name: 'manifests', include: ['test/manifests/**/*.test.ts'], ...heavy } },
+      // Each file starts its own 3-node OpenBao cluster: one file at a time.
+      { extends: true, test: { name: 'ha', include: ['test/ha/**/*.test.ts'], ...heavy, fileParallelism: false } },
     ],
   },
 });
