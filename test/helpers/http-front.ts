@@ -22,6 +22,8 @@ export interface FrontRecord {
   status: number;
   /** performance.now() when the request arrived. */
   at: number;
+  /** Milliseconds until the answer's headers came back from the target (Vault's latency plus a loopback hop). */
+  ms: number;
   /** Which target answered (its origin). */
   target: string;
 }
@@ -65,14 +67,14 @@ export async function startHttpFront(o: HttpFrontOptions): Promise<HttpFront> {
       const attempt = (n: number) => {
         const t = targets[(first + n) % targets.length]!;
         const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers, agent: upstreamAgent }, (ur) => {
-          records.push({ listener, method: req.method!, path: urlPath, status: ur.statusCode ?? 0, at, target: t.origin });
+          records.push({ listener, method: req.method!, path: urlPath, status: ur.statusCode ?? 0, at, ms: performance.now() - at, target: t.origin });
           res.writeHead(ur.statusCode ?? 502, ur.headers);
           ur.pipe(res);
         });
         up.on('error', (err: NodeJS.ErrnoException) => {
           // Only a refused connection moves on: anything else may already have reached the node.
           if (err.code === 'ECONNREFUSED' && n + 1 < targets.length) return attempt(n + 1);
-          records.push({ listener, method: req.method!, path: urlPath, status: 0, at, target: t.origin });
+          records.push({ listener, method: req.method!, path: urlPath, status: 0, at, ms: performance.now() - at, target: t.origin });
           if (!res.headersSent) res.writeHead(502, { 'content-type': 'application/json' });
           res.end(JSON.stringify({ errors: [`front: ${err.code ?? err.message}`] }));
         });

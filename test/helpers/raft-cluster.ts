@@ -82,6 +82,8 @@ export interface RaftCluster {
   killActive(): Promise<RaftNode>;
   /** Starts a killed node again, unseals it, and waits until it is a healthy voter again. */
   restart(node: RaftNode): Promise<void>;
+  /** Every line any node process wrote (killed ones included), for counting events such as elections. */
+  logLines(): string[];
   /** Waits until autopilot reports every node a healthy voter (failure tolerance 1). */
   waitForVoters(timeoutMs?: number): Promise<void>;
   /** Stops every node and removes the temp dir. Safe to call twice. */
@@ -155,10 +157,12 @@ export async function startRaftCluster(o: RaftClusterOptions): Promise<RaftClust
   let secrets: { unsealKey: string; rootToken: string } | undefined;
 
   const configFile = (n: RaftNode) => path.join(dir, `${n.name}.hcl`);
+  const launched: ServerProcess[] = [];
   const launch = async (n: RaftNode) => {
     const i = nodes.indexOf(n);
     n.door = await startTcpProxy(n.innerAddr, { port: doorPort(i), onRequest: (method, p) => cluster.onRequest?.(n, method, p) });
     n.proc = startServerProcess(`bao ${n.name}`, o.bin, ['server', `-config=${configFile(n)}`], { cwd: dir, env: { HOME: dir, PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+    launched.push(n.proc);
   };
   let stopped: Promise<void> | undefined;
   const stop = () =>
@@ -239,6 +243,7 @@ export async function startRaftCluster(o: RaftClusterOptions): Promise<RaftClust
       await waitForVoters();
     },
     waitForVoters,
+    logLines: () => launched.flatMap((p) => p.lines),
     stop,
   };
 
