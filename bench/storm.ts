@@ -16,7 +16,7 @@
  *
  * Flags: --agents N (default 100), --quota R (default 5; 0 skips 2), --kill, --key-type rsa|ec (default
  * rsa, the agent's default), --multiplier M (Raft performance_multiplier, default 0: OpenBao's own),
- * --write (update the storm section of bench/RESULTS.md).
+ * --write (add this run on top of the storm section of bench/RESULTS.md).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -26,7 +26,7 @@ import { certBase, parseArgs } from './lib/args.js';
 import { buildBundles } from './lib/bundles.js';
 import { describeMachine, machineMarkdown } from './lib/machine.js';
 import { cpuMs } from './lib/proc.js';
-import { writeSection } from './lib/results.js';
+import { readSection, writeSection } from './lib/results.js';
 import { fmt, median, percentile } from './lib/stats.js';
 import { findVaultBinary } from '../src/dev/bao-binary.js';
 import { DEV_ROLE } from '../src/dev/dev-environment.js';
@@ -48,6 +48,20 @@ const KEY_TYPE = (args['key-type'] as string | undefined) ?? 'rsa';
 const MULTIPLIER = (args.multiplier as number | undefined) ?? 0;
 const multiplierText = MULTIPLIER > 0 ? `performance_multiplier ${MULTIPLIER}` : 'performance_multiplier unset (OpenBao default, 5)';
 const log = (m: string) => console.error(`[storm] ${m}`);
+
+/** The storm section of bench/RESULTS.md: this, then one subsection per run, newest first. */
+const SECTION_HEADER = [
+  [
+    '## Rollout storm (`npm run bench:storm`), newest first',
+    '',
+    'All agents and the three OpenBao nodes share one 2-core machine, shared with other work too (the load average at the',
+    'start of each storm is recorded): the spawn -> published times are dominated by that many Node.js processes starting',
+    'on 2 cores, and the Vault latencies by the nodes waiting for CPU; in a fleet each pod has its own CPU. When nothing',
+    'fails, the requests per agent by operation are what one agent asks of Vault whatever the machine; when the nodes starve',
+    '(the 200-agent run), the failed attempts, their causes and the extra intermediates stored show what a saturated Vault',
+    'does to the agents. See docs/sizing.md for what this means for a fleet.',
+  ].join('\n'),
+];
 const command = `npm run bench:storm -- ${process.argv.slice(2).join(' ')}`.trim();
 
 /** The operation a Vault path is, as the agent's metrics name them. */
@@ -138,7 +152,7 @@ async function storm(c: RaftCluster, bundle: string, label: string, o: { killAft
           if (++published === o.killAfter && killedAt === undefined) {
             killedAt = performance.now();
             const node = await c.killActive();
-            log(`${label}: killed the active node ${node.name} after ${published} publishes`);
+            log(`${label}: killed the active node ${node.name} after ${o.killAfter} publishes`);
           }
         }, () => undefined);
       }
@@ -341,24 +355,22 @@ async function main(): Promise<void> {
     const lifetime = await podLifetime(c, bundles.plain);
 
     md.push(
-      '## Rollout storm (`npm run bench:storm`)',
+      `### ${machine.date}: ${N} agents (\`${command}\`)`,
       '',
-      `Command: \`${command}\`. A 3-node OpenBao Raft cluster on loopback (test/helpers/raft-cluster.ts,`,
-      `${multiplierText}), ${N} \`init\` processes of the built bundle started at once (KEY_TYPE ${KEY_TYPE}, CERT_TTL 720h), each through its own port of an`,
-      'L7 round-robin front over the three nodes (standbys forward writes to the active node), which records every request. All',
-      `${N} agents and the three nodes share this machine's 2 cores: the spawn -> published times are dominated by ${N} Node.js`,
-      'processes starting on 2 cores, not by Vault (see Vault latency); in a fleet each pod has its own CPU.',
+      `A 3-node OpenBao Raft cluster on loopback (test/helpers/raft-cluster.ts, ${multiplierText}), ${N} \`init\``,
+      `processes of the built bundle started at once (KEY_TYPE ${KEY_TYPE}, CERT_TTL 720h), each through its own port of an L7`,
+      'round-robin front over the three nodes (standbys forward writes to the active node), which records every request.',
       '',
       ...machineMarkdown(machine),
       '',
-      `### ${N} agents at once`,
+      `#### ${N} agents at once`,
       '',
       ...stormMarkdown(quiet),
       ...spreadMarkdown(quiet),
     );
     if (limited) {
       md.push(
-        `### ${N} agents at once, Vault rate-limited to ${QUOTA} requests/s per node (OpenBao rate-limit quota)`,
+        `#### ${N} agents at once, Vault rate-limited to ${QUOTA} requests/s per node (OpenBao rate-limit quota)`,
         '',
         'A rejected request (429) fails that attempt; `init` retries with capped exponential backoff and equal jitter (0.5-1 s,',
         '1-2 s, 2-4 s, then 2.5-5 s while nothing is published), so the retries spread out instead of coming back in waves.',
@@ -366,13 +378,14 @@ async function main(): Promise<void> {
         ...stormMarkdown(limited),
       );
     }
-    if (killed) md.push(`### ${N} agents at once, the active node killed mid-storm`, '', ...stormMarkdown(killed));
-    md.push('### One pod, request by request (`run`)', '', ...lifetimeMarkdown(lifetime));
-    const text = md.join('\n');
-    console.log(text);
+    if (killed) md.push(`#### ${N} agents at once, the active node killed mid-storm`, '', ...stormMarkdown(killed));
+    md.push('#### One pod, request by request (`run`)', '', ...lifetimeMarkdown(lifetime));
+    const run = md.join('\n');
+    console.log(run);
     if (args.write === true) {
-      writeSection('storm', text);
-      log('wrote the storm section of bench/RESULTS.md');
+      const previous = readSection('storm').replace(/^## Rollout storm[\s\S]*?(?=^### |$(?![\s\S]))/m, '').trim();
+      writeSection('storm', [...SECTION_HEADER, run, previous].filter(Boolean).join('\n\n'));
+      log('added this run on top of the storm section of bench/RESULTS.md');
     }
   } finally {
     await c.stop();

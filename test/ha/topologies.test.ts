@@ -19,7 +19,9 @@ import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import { vaultBin } from '../helpers/tools.js';
 
 const bin = vaultBin();
-const ha = bin ? useRaftCluster({ bin }) : undefined;
+// No node dies here: OpenBao's default Raft timing, so a CPU-starved node (a loaded CI box) does not
+// trigger an election that would move the active node mid-test.
+const ha = bin ? useRaftCluster({ bin, performanceMultiplier: 0 }) : undefined;
 
 interface Seen {
   node: RaftNode;

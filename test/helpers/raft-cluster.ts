@@ -142,15 +142,31 @@ function nodeConfig(o: { dir: string; name: string; addr: string; port: number; 
 
 /**
  * Starts and configures the cluster. Started inside a test it is stopped when the test finishes; in
- * beforeAll, stop it in afterAll. On any failure everything started is stopped before the error.
+ * beforeAll, stop it in afterAll. On any failure everything started is stopped before the error. The
+ * nine ports are picked free and released before the nodes bind them; on a busy machine another process
+ * can take one in between, so a start that fails on a taken port is tried again on new ones.
  */
 export async function startRaftCluster(o: RaftClusterOptions): Promise<RaftCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(o);
+    } catch (err) {
+      if (attempt >= 3 || !/address already in use|EADDRINUSE/.test(String((err as Error).message))) throw err;
+      o.log?.(`a port was taken before a node could bind it; starting again on new ports (${(err as Error).message.split('\n')[0]})`);
+    }
+  }
+}
+
+async function startOnce(o: RaftClusterOptions): Promise<RaftCluster> {
   const timeoutMs = o.startTimeoutMs ?? 120_000;
   const say = o.log ?? (() => undefined);
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-raft-'));
   // Per node: door (advertised), the node's own API listener, its cluster port.
   const ports: number[] = [];
-  for (let i = 0; i < 9; i++) ports.push(await freePort());
+  while (ports.length < 9) {
+    const p = await freePort();
+    if (!ports.includes(p)) ports.push(p);
+  }
   const doorPort = (i: number) => ports[3 * i]!;
   const addrs = [0, 1, 2].map((i) => `http://127.0.0.1:${doorPort(i)}`);
   const nodes: RaftNode[] = addrs.map((addr, i) => ({ name: `n${i + 1}`, addr, innerAddr: `http://127.0.0.1:${ports[3 * i + 1]}`, proc: undefined, door: undefined }));
