@@ -1,7 +1,7 @@
 /**
- * bench/RESULTS.md holds two sections, one per script (`npm run bench`, `npm run soak`), each between
- * HTML comment markers so either script replaces its own section and leaves the other alone. The soak
- * section keeps a history: new runs are added on top.
+ * bench/RESULTS.md holds one section per script (`npm run bench`, `npm run soak`, `npm run bench:storm`),
+ * each between HTML comment markers so a script replaces its own section and leaves the others alone.
+ * The soak section keeps a history: new runs are added on top.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,12 +12,13 @@ export const RESULTS_FILE = path.join(path.dirname(fileURLToPath(import.meta.url
 const HEADER = [
   '# Benchmark and soak results',
   '',
-  'Written by `npm run bench` (bench/run.ts) and `npm run soak` (bench/soak.ts); see docs/performance.md for',
-  'what is measured and how to reproduce it. Each script rewrites its own section.',
+  'Written by `npm run bench` (bench/run.ts), `npm run soak` (bench/soak.ts) and `npm run bench:storm`',
+  '(bench/storm.ts); see docs/performance.md and docs/sizing.md for what is measured and how to reproduce it.',
+  'Each script rewrites its own section.',
   '',
 ];
 
-export type Section = 'bench' | 'soak';
+export type Section = 'bench' | 'soak' | 'storm';
 
 function markers(name: Section): [string, string] {
   return [`<!-- ${name}:start -->`, `<!-- ${name}:end -->`];
@@ -27,7 +28,7 @@ function read(file: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch {
-    return `${HEADER.join('\n')}\n${(['bench', 'soak'] as const).map((s) => markers(s).join('\n')).join('\n\n')}\n`;
+    return `${HEADER.join('\n')}\n${(['bench', 'soak', 'storm'] as const).map((s) => markers(s).join('\n')).join('\n\n')}\n`;
   }
 }
 

@@ -131,12 +131,15 @@ export function responseTooLargeError(ctx: VaultCallContext, maxBytes: number, t
   );
 }
 
-/** Vault (or something answering as Vault) redirected somewhere the agent does not send credentials. */
-export function redirectRefusedError(ctx: VaultCallContext, status: number, location: string | undefined, why: string, target: RequestTarget): VaultRequestError {
+/**
+ * Vault (or something answering as Vault) redirected somewhere the agent does not send credentials.
+ * `retryable` when asking again can get another answer (see redirect-policy.ts).
+ */
+export function redirectRefusedError(ctx: VaultCallContext, status: number, location: string | undefined, why: string, target: RequestTarget, retryable: boolean): VaultRequestError {
   const loc = location === undefined ? '' : ` to ${location.length > 200 ? `${location.slice(0, 200)}...` : location}`;
   return new VaultRequestError(
     `while ${ctx.doing} at ${ctx.path}: ${describeTarget(target)} redirected (HTTP ${status})${loc}; not followed: ${why} (the token, login credentials and the CSR go only to VAULT_ADDR and VAULT_REDIRECT_ORIGINS)`,
-    { ctx, status, networkCode: 'redirect', reason: 'vault_error', retryable: false, code: 'VAULT_REDIRECT_REFUSED' },
+    { ctx, status, networkCode: 'redirect', reason: 'vault_error', retryable, code: 'VAULT_REDIRECT_REFUSED' },
   );
 }
 

@@ -106,7 +106,9 @@ export class TokenSession {
     const left = l.obtainedAt + ttlMs - this.clock.now();
     if (left > ttlMs / 2) return l;
     const comfortable = (lease: TokenLease, remaining: number) => remaining > Math.max(30_000, (lease.ttlSeconds * 1000) / 10);
-    if (l.renewable) {
+    // An expired token cannot be renewed: that is every scheduled renewal in production (a 1h token, the
+    // next renewal weeks later), so go straight to the login instead of a renew-self that must fail.
+    if (l.renewable && left > 0) {
       try {
         const renewed = await this.renew(l);
         // A renewal capped by the token's max TTL may leave only seconds: then log in instead.

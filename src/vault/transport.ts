@@ -4,7 +4,8 @@
  * `request-promise` option (its default HTTP client would follow any redirect with the token and body,
  * and buffer any response, however large). Hardened here and nowhere else:
  * - Redirects: only where redirect-policy.ts allows (307/308 to VAULT_ADDR's origin or
- *   VAULT_REDIRECT_ORIGINS, never https to http, a few hops); anything else is a clear, non-retryable error.
+ *   VAULT_REDIRECT_ORIGINS, never https to http, a few hops); anything else is a clear error, retryable
+ *   only for a 307/308 to another origin (what a standby sends during a leader election).
  * - Several addresses (the nodes of an HA cluster): the one that answered last is used first; a node that
  *   refuses or drops the connection, or is sealed (503), hands the same request to the next one, within
  *   the same deadline.
@@ -140,7 +141,7 @@ export function createVaultTransport(opts: TransportOptions): VaultTransport {
       }
       if (res.status >= 300 && res.status < 400) {
         const d = policy.decide(url, res.status, res.location, hops);
-        if (!d.follow) throw redirectRefusedError(ctx, res.status, res.location, d.why, target);
+        if (!d.follow) throw redirectRefusedError(ctx, res.status, res.location, d.why, target, d.retryable);
         url = d.next;
         continue;
       }

@@ -82,15 +82,16 @@ describe.skipIf(!bao.available)('redirects never carry credentials to another or
   it.each([
     ['sign-intermediate (token + CSR)', SIGN],
     ['login (service-account JWT)', LOGIN],
-  ])('a 307 on %s to another host is refused, names the Location, and the host sees nothing', async (_what, match) => {
+  ])('a 307 on %s to another host is refused, names the Location, and the host sees nothing, however often it is asked', async (_what, match) => {
     proxy.setRules([{ match, fault: { kind: 'redirect', status: 307, location: `${evil.url}/v1/steal` } }]);
-    const { run, published } = await init();
+    const { run, published } = await init({ INIT_TIMEOUT: '3s' });
     expect(run.code).toBe(1);
     expect(published).toBe(false);
     expect(evil.seen).toEqual([]);
     expect(errorLine(run)).toMatch(new RegExp(`redirected \\(HTTP 307\\) to ${evil.url}/v1/steal; not followed: ${evil.url} is not VAULT_ADDR's origin`));
-    // Not retryable: one attempt, no retry loop until INIT_TIMEOUT.
-    expect(proxy.hits()).toEqual([1]);
+    // Retried until INIT_TIMEOUT (a standby redirects to the dead active node during an election: test/ha),
+    // never followed.
+    expect(proxy.hits()[0]).toBeGreaterThan(1);
   });
 
   it.each([301, 302, 303])('a %d on the sign POST is refused even to the same origin (no GET re-sent with the token)', async (status) => {

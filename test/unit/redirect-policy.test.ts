@@ -27,6 +27,14 @@ describe('redirect policy', () => {
     expect(d.follow ? '' : d.why).toMatch(why);
   });
 
+  it('a refused 307 to another origin may be retried (a standby names the dead active node during an election); a downgrade, a 30x or a loop may not', () => {
+    expect(policy.decide(from, 307, 'https://vault-3.example:8200/v1/a', 0)).toMatchObject({ follow: false, retryable: true });
+    expect(policy.decide(from, 307, 'http://vault.example:8200/v1/a', 0)).toMatchObject({ follow: false, retryable: false });
+    expect(policy.decide(from, 302, '/v1/a', 0)).toMatchObject({ follow: false, retryable: false });
+    expect(policy.decide(from, 307, '/v1/a', MAX_REDIRECTS)).toMatchObject({ follow: false, retryable: false });
+    expect(policy.decide(from, 307, undefined, 0)).toMatchObject({ follow: false, retryable: false });
+  });
+
   it.each([301, 302, 303])('never follows %d, even to the same origin (it would re-send a POST as a GET)', (status) => {
     const d = policy.decide(from, status, '/v1/pki/root/sign-intermediate', 0);
     expect(d).toMatchObject({ follow: false, why: expect.stringMatching(/only 307\/308 are followed/) });

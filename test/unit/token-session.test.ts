@@ -62,6 +62,21 @@ describe('TokenSession', () => {
     expect(s.expiresAt()).toBe(clock.now() + 3600_000);
   });
 
+  it('logs in straight away when the token has already expired: no renew-self that must fail, no warning', async () => {
+    const clock = new FakeClock();
+    const warnings: string[] = [];
+    const { transport, calls } = scripted({ 'auth/jwt/login': (n) => login(n), 'auth/token/renew-self': () => denied('auth/token/renew-self') });
+    const s = new TokenSession(transport, jwtSpec, clock, { info() {}, warn: (_o, m) => warnings.push(m) });
+    await s.withToken(async () => undefined);
+    // A scheduled renewal in production: a 1h token, the next renewal 20 days later.
+    await clock.advance(20 * 24 * 3600_000);
+    let used = '';
+    await s.withToken(async (t) => (used = t));
+    expect(used).toBe('t2');
+    expect(calls.map((c) => c.path)).toEqual(['auth/jwt/login', 'auth/jwt/login']);
+    expect(warnings).toEqual([]);
+  });
+
   it('logs in again when renewal fails close to expiry, but keeps a still-comfortable token', async () => {
     const clock = new FakeClock();
     const { transport, calls } = scripted({
