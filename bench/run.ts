@@ -22,6 +22,7 @@ import { certBase, parseArgs } from './lib/args.js';
 import { BUNDLE_FILE_NAMES, startBaoAgent, writeBaoAgentConfig } from './lib/bao-agent.js';
 import { buildBundles, type Bundles } from './lib/bundles.js';
 import { bundleComposition, profileRuns } from './lib/cpu-profile.js';
+import { nodeBinary, scriptLaunch, type NodeBinary } from './lib/launch.js';
 import { describeMachine, machineMarkdown } from './lib/machine.js';
 import { setupKvBundle, startBao } from './lib/openbao.js';
 import { ChildCpu, cpuMs, memory } from './lib/proc.js';
@@ -29,7 +30,7 @@ import { writeSection } from './lib/results.js';
 import { fmt, median, mib, summarize, type Summary } from './lib/stats.js';
 import type { DevEnvironment } from '../src/dev/dev-environment.js';
 
-const args = parseArgs(process.argv.slice(2), { quick: 'flag', runs: 'number', 'idle-seconds': 'number', rotations: 'number', strict: 'flag', write: 'flag' });
+const args = parseArgs(process.argv.slice(2), { quick: 'flag', runs: 'number', 'idle-seconds': 'number', rotations: 'number', strict: 'flag', write: 'flag', node: 'string' });
 const quick = args.quick === true;
 const RUNS = (args.runs as number | undefined) ?? (quick ? 3 : 10);
 const IDLE_S = (args['idle-seconds'] as number | undefined) ?? (quick ? 10 : 60);
@@ -78,6 +79,8 @@ interface Timing {
 }
 
 let childCpu: ChildCpu;
+/** The Node.js binary our agent and the Node.js floors run on (--node). */
+let node: NodeBinary;
 
 /** Runs a command to completion. */
 async function timeCommand(cmd: string, argv: string[], env: Record<string, string>): Promise<Timing> {
@@ -103,7 +106,7 @@ const STEPS = ['read_issuer', 'keygen', 'csr', 'sign', 'verify', 'publish'] as c
 async function ourInit(bundle: string, dev: DevEnvironment, dir: string, keyType: string, keySize: string): Promise<InitSample> {
   const w = childCpu.wrap();
   const spawnWall = Date.now();
-  const a = startAgent(bundle, ['init'], agentEnv({ ...dev.env, CERT_DIR: dir, KEY_TYPE: keyType, KEY_SIZE: keySize, CERT_TTL: LONG_TTL }), { keepLines: true, wrap: w.argv });
+  const a = startAgent(scriptLaunch(node, bundle), ['init'], agentEnv({ ...dev.env, CERT_DIR: dir, KEY_TYPE: keyType, KEY_SIZE: keySize, CERT_TTL: LONG_TTL }), { keepLines: true, wrap: w.argv });
   const e = await a.exit;
   if (e.code !== 0) throw new Error(`init ${keyType} ${keySize} exited ${e.code}; ${a.tail()}`);
   assertBundleFiles(dir, `our init (${keyType} ${keySize})`);
@@ -152,9 +155,9 @@ function initVariants(b: Bundles, bin: string, dev: DevEnvironment, s: Scratch):
     return v;
   };
   return [
-    { name: 'node -e 0 (Node.js start, the floor)', group: 'floor', run: () => timeCommand(process.execPath, ['-e', '0'], env) },
-    { name: 'node bundle version (load the bundle, no work)', group: 'floor', run: () => timeCommand(process.execPath, [b.plain, 'version'], env) },
-    { name: 'node bundle.min version (minified, no work)', group: 'floor', run: () => timeCommand(process.execPath, [b.minified, 'version'], env) },
+    { name: 'node -e 0 (Node.js start, the floor)', group: 'floor', run: () => timeCommand(node.path, ['-e', '0'], env) },
+    { name: 'node bundle version (load the bundle, no work)', group: 'floor', run: () => timeCommand(node.path, [b.plain, 'version'], env) },
+    { name: 'node bundle.min version (minified, no work)', group: 'floor', run: () => timeCommand(node.path, [b.minified, 'version'], env) },
     { name: 'bao version (Go binary start)', group: 'floor', run: () => timeCommand(bin, ['version'], env) },
     ours('ours: init EC P-256', b.plain, 'ec', '256'),
     ours('ours: init EC P-256, minified bundle', b.minified, 'ec', '256'),
@@ -189,12 +192,12 @@ async function idleWindow(name: string, pid: number, windowS: number): Promise<I
 }
 
 async function idleSidecars(b: Bundles, bin: string, dev: DevEnvironment, s: Scratch): Promise<IdleResult[]> {
-  const ours = startAgent(b.plain, ['run'], agentEnv({ ...dev.env, CERT_DIR: s.dir('idle-ours'), KEY_TYPE: 'ec', CERT_TTL: LONG_TTL, METRICS_ADDR: '127.0.0.1:0', ISTIOD_METRICS_URL: '' }));
+  const ours = startAgent(scriptLaunch(node, b.plain), ['run'], agentEnv({ ...dev.env, CERT_DIR: s.dir('idle-ours'), KEY_TYPE: 'ec', CERT_TTL: LONG_TTL, METRICS_ADDR: '127.0.0.1:0', ISTIOD_METRICS_URL: '' }));
   const work = s.dir('idle-bao-work');
   const baoCerts = s.dir('idle-bao-certs');
   const theirs = startBaoAgent(bin, writeBaoAgentConfig({ vaultAddr: dev.server.addr, saTokenPath: dev.saTokenPath, workDir: work, certDir: baoCerts, exitAfterAuth: false }), work);
   // The floor: a bare Node.js process with one far-away timer (what "idle" costs Node.js itself).
-  const floor = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: 'ignore' });
+  const floor = spawn(node.path, ['-e', 'setInterval(() => {}, 1 << 30)'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: 'ignore' });
   try {
     await ours.waitPublished(1);
     const deadline = Date.now() + 30_000;
@@ -235,7 +238,7 @@ async function rotateAndWait(a: AgentProcess, base: string): Promise<number> {
 
 async function renewalCpu(name: string, b: Bundles, dev: DevEnvironment, s: Scratch, keyType: string, keySize: string): Promise<RenewalCpu> {
   const a = startAgent(
-    b.plain,
+    scriptLaunch(node, b.plain),
     ['run'],
     agentEnv({ ...dev.env, CERT_DIR: s.dir('renew'), KEY_TYPE: keyType, KEY_SIZE: keySize, CERT_TTL: LONG_TTL, METRICS_ADDR: '127.0.0.1:0', ISTIOD_METRICS_URL: '', MIN_PUBLISH_INTERVAL: '0', ROTATE_ENDPOINT: 'true' }),
   );
@@ -265,6 +268,8 @@ function row(cells: (string | number)[]): string {
 }
 
 async function main(): Promise<number> {
+  node = nodeBinary(args.node as string | undefined);
+  log(`agent on Node.js ${node.version} (${node.path})`);
   log(`building the bundles with scripts/build.mjs (plain and --minify) into a scratch folder`);
   const b = buildBundles();
   const s = scratch();
@@ -274,7 +279,7 @@ async function main(): Promise<number> {
   try {
     bao = await startBao();
     const { bin, env: dev } = bao;
-    const machine = describeMachine(bin);
+    const machine = describeMachine(bin, node.version);
     const loadStart = loadavg();
     if (os.loadavg()[0]! > os.availableParallelism() / 2) log(`the machine is busy (load average ${loadStart}); wall times will be stretched, CPU times much less`);
     log(`OpenBao ${machine.bao} at ${dev.server.addr}; cert dirs under ${certBase()}`);
@@ -310,8 +315,8 @@ async function main(): Promise<number> {
     // 4. Where start-up time goes.
     const profRuns = quick ? 1 : 5;
     log(`profiling init (EC) and a bundle load, ${profRuns} runs each`);
-    const initProfile = await profileRuns(b.plain, ['init'], agentEnv({ ...dev.env, KEY_TYPE: 'ec', CERT_TTL: LONG_TTL }), profRuns, () => ({ CERT_DIR: s.dir('prof') }));
-    const loadProfile = await profileRuns(b.plain, ['version'], agentEnv({}), profRuns);
+    const initProfile = await profileRuns(scriptLaunch(node, b.plain), b.plain, ['init'], agentEnv({ ...dev.env, KEY_TYPE: 'ec', CERT_TTL: LONG_TTL }), profRuns, () => ({ CERT_DIR: s.dir('prof') }));
+    const loadProfile = await profileRuns(scriptLaunch(node, b.plain), b.plain, ['version'], agentEnv({}), profRuns);
     const composition = bundleComposition(b.plain);
 
     // Figures and targets.
@@ -342,7 +347,7 @@ async function main(): Promise<number> {
     ];
 
     const md: string[] = [];
-    md.push(`## Benchmarks (\`npm run bench\`${quick ? ' --quick' : ''})`, '');
+    md.push(`## Benchmarks on Node.js ${node.version} (\`npm run bench\`${quick ? ' --quick' : ''})`, '');
     md.push(...machineMarkdown(machine));
     md.push(`| cert dirs | ${certBase()} (${certBase() === '/dev/shm' ? 'tmpfs, like the memory emptyDir' : 'disk'}) |`);
     md.push(`| bundle | ${(b.plainBytes / 1024).toFixed(0)} KiB plain, ${(b.minifiedBytes / 1024).toFixed(0)} KiB minified |`, '');
@@ -385,8 +390,9 @@ async function main(): Promise<number> {
 
     console.log(text);
     if (WRITE) {
-      writeSection('bench', text);
-      log('wrote bench/RESULTS.md (bench section)');
+      const section = `bench-node${Number(node.version.replace(/^v(\d+).*/, '$1'))}` as const;
+      writeSection(section, text);
+      log(`wrote bench/RESULTS.md (${section} section)`);
     } else {
       log('--quick: not written to bench/RESULTS.md (add --write)');
     }

@@ -17,7 +17,7 @@
  * section (--no-write: print only). --quick: 200 renewals, 50 warm-up, 200 after it (with default
  * heap settings V8's second major GC comes after ~900 renewals, so a quick run still does ~1100). --node-args
  * "<flags>" starts the agent with extra Node.js flags (to try heap settings); --minified runs the
- * minified bundle.
+ * minified bundle; --node <path> runs it on another Node.js binary (default: the one running this script).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -27,6 +27,7 @@ import { GEN_DIR, GENERATION_PATTERN } from '../src/store/layout.js';
 import { agentEnv, metricsUrl, postRotate, sample, scrape, startAgent } from './lib/agent.js';
 import { certBase, parseArgs } from './lib/args.js';
 import { buildBundles } from './lib/bundles.js';
+import { nodeBinary, scriptLaunch } from './lib/launch.js';
 import { describeMachine } from './lib/machine.js';
 import { startBao } from './lib/openbao.js';
 import { memory, openFds } from './lib/proc.js';
@@ -43,6 +44,7 @@ const args = parseArgs(process.argv.slice(2), {
   'node-args': 'string',
   minified: 'flag',
   'no-write': 'flag',
+  node: 'string',
 });
 const quick = args.quick === true;
 const RENEWALS = (args.renewals as number | undefined) ?? (quick ? 200 : 1000);
@@ -98,16 +100,17 @@ async function main(): Promise<number> {
   log('building the bundle with scripts/build.mjs into a scratch folder');
   const b = buildBundles({ minified: args.minified === true });
   const bundle = args.minified === true ? b.minified : b.plain;
+  const node = nodeBinary(args.node as string | undefined);
   const certDir = fs.mkdtempSync(path.join(certBase(), 'ivagent-soak-'));
   let bao: Awaited<ReturnType<typeof startBao>> | undefined;
   let agent: ReturnType<typeof startAgent> | undefined;
   try {
     bao = await startBao();
     const { bin, env: dev } = bao;
-    const machine = describeMachine(bin);
+    const machine = describeMachine(bin, node.version);
     log(`OpenBao ${machine.bao} at ${dev.server.addr}; cert dir ${certDir}; ${RENEWALS} renewals, warm-up ${WARMUP}, sample every ${EVERY}`);
     agent = startAgent(
-      bundle,
+      scriptLaunch(node, bundle),
       ['run'],
       agentEnv({ ...dev.env, CERT_DIR: certDir, KEY_TYPE: 'ec', CERT_TTL: '8760h', METRICS_ADDR: '127.0.0.1:0', ISTIOD_METRICS_URL: '', MIN_PUBLISH_INTERVAL: '0', ROTATE_ENDPOINT: 'true' }),
       { nodeArgs: NODE_ARGS },
@@ -217,7 +220,7 @@ async function main(): Promise<number> {
 
     const row = (c: (string | number)[]) => `| ${c.join(' | ')} |`;
     const md: string[] = [
-      `### ${machine.date}: ${walls.length} renewals${quick ? ' (--quick)' : ''}, ${targets.every((t) => t.met) ? 'all targets met' : 'TARGETS MISSED'}`,
+      `### ${machine.date}: Node.js ${machine.node}${NODE_ARGS.length ? ` ${NODE_ARGS.join(' ')}` : ''}, ${walls.length} renewals${quick ? ' (--quick)' : ''}, ${targets.every((t) => t.met) ? 'all targets met' : 'TARGETS MISSED'}`,
       '',
       `${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB} GiB, Linux ${machine.kernel}, Node.js ${machine.node}, ${machine.bao.replace(/ \(.*/, '')}; EC P-256, MIN_PUBLISH_INTERVAL=0, cert dir on ${certBase()}${args.minified ? '; minified bundle' : ''}${NODE_ARGS.length ? `; agent started with node ${NODE_ARGS.join(' ')}` : ''}.`,
       '',

@@ -1,7 +1,7 @@
 /**
- * bench/RESULTS.md holds two sections, one per script (`npm run bench`, `npm run soak`), each between
- * HTML comment markers so either script replaces its own section and leaves the other alone. The soak
- * section keeps a history: new runs are added on top.
+ * bench/RESULTS.md holds one section per script and runtime (`npm run bench` once per Node.js major,
+ * `npm run bench:candidates`, `npm run soak`), each between HTML comment markers so a script replaces its
+ * own section and leaves the others alone. The soak section keeps a history: new runs are added on top.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -13,11 +13,11 @@ const HEADER = [
   '# Benchmark and soak results',
   '',
   'Written by `npm run bench` (bench/run.ts) and `npm run soak` (bench/soak.ts); see docs/performance.md for',
-  'what is measured and how to reproduce it. Each script rewrites its own section.',
+  'what is measured and how to reproduce it. Each script rewrites its own section (the bench one per Node.js major).',
   '',
 ];
 
-export type Section = 'bench' | 'soak';
+export type Section = `bench-node${number}` | `candidates-node${number}` | 'soak';
 
 function markers(name: Section): [string, string] {
   return [`<!-- ${name}:start -->`, `<!-- ${name}:end -->`];
@@ -27,7 +27,7 @@ function read(file: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch {
-    return `${HEADER.join('\n')}\n${(['bench', 'soak'] as const).map((s) => markers(s).join('\n')).join('\n\n')}\n`;
+    return `${HEADER.join('\n')}\n${markers('soak').join('\n')}\n`;
   }
 }
 
@@ -49,6 +49,10 @@ export function writeSection(name: Section, body: string, file = RESULTS_FILE): 
   const a = text.indexOf(start);
   const b = text.indexOf(end);
   if (a >= 0 && b > a) text = text.slice(0, a) + block + text.slice(b + end.length);
-  else text = `${text.trimEnd()}\n\n${block}\n`;
+  else if (name !== 'soak' && text.includes(markers('soak')[0])) {
+    // New bench sections go before the soak history, which grows at the end of the file.
+    const at = text.indexOf(markers('soak')[0]);
+    text = `${text.slice(0, at)}${block}\n\n${text.slice(at)}`;
+  } else text = `${text.trimEnd()}\n\n${block}\n`;
   fs.writeFileSync(file, text);
 }
