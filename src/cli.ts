@@ -7,19 +7,15 @@ import pkg from '../package.json' with { type: 'json' };
 import type { Runtime } from './agent/compose.js';
 import { fetchMetricsPage } from './agent/istiod-sync.js';
 import { initCommand, runCommand, sidecarCommand, type Control, type ModeContext } from './agent/commands.js';
-import { checkCommand } from './cli/check-command.js';
-import { devCommand } from './cli/dev-command.js';
 import type { CliIo, RunMode } from './cli/io.js';
 import { withoutCredentials } from './cli/redact.js';
 import { systemClock } from './common/clock.js';
 import { ConfigError, describeError } from './common/errors.js';
 import { mergeFlags } from './config/flags.js';
 import { SETTINGS, flagName, loadSettings } from './config/settings.js';
-import { createCliLogger } from './telemetry/logger.js';
-import { AgentMetrics } from './telemetry/metrics.js';
 
 export type { CliIo } from './cli/io.js';
-export { DEV_DEFAULTS } from './cli/dev-command.js';
+export { DEV_DEFAULTS } from './cli/dev-defaults.js';
 
 export const VERSION: string = pkg.version;
 
@@ -70,7 +66,12 @@ function control(io: CliIo, log: (m: string) => void): Control & { stop(): void 
   return { shutdown: ctl.signal, onRotate: (h) => (rotate = h), stop };
 }
 
+/*
+ * pino and prom-client are imported when a command needs them, not with this module: src/main.ts says why
+ * (they load worker_threads and http, which a V8 startup snapshot cannot hold).
+ */
 const runMode: RunMode = async (name, settings, io, extra) => {
+  const [{ createCliLogger }, { AgentMetrics }] = await Promise.all([import('./telemetry/logger.js'), import('./telemetry/metrics.js')]);
   const log = await createCliLogger({ level: settings.logLevel, format: settings.logFormat, base: { mode: name } });
   const metrics = new AgentMetrics(VERSION);
   const ctl = control(io, () => log.info({}, 'signal received; shutting down'));
@@ -110,9 +111,9 @@ export async function main(args: readonly string[], env: Readonly<Record<string,
         if (positional.length > 1) throw new ConfigError([`${command}: unexpected argument "${positional[1]}"`]);
         return await runMode(command, loadSettings(source, { needsVault: true }), io);
       case 'check':
-        return await checkCommand(source, positional, io);
+        return await (await import('./cli/check-command.js')).checkCommand(source, positional, io);
       case 'dev':
-        return await devCommand(source, io, runMode);
+        return await (await import('./cli/dev-command.js')).devCommand(source, io, runMode);
       default:
         throw new ConfigError([`${command}: unknown command (use init, sidecar, run, check, dev, version or --help)`]);
     }

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { isAbort } from '../common/abort.js';
 import type { Settings } from '../config/settings.js';
-import { startHttpServer, type RunningServer } from '../telemetry/http-server.js';
+import type { RunningServer } from '../telemetry/http-server.js';
 import type { AgentMetrics } from '../telemetry/metrics.js';
 import { createAgent, type Agent, type Runtime } from './compose.js';
 import { ensureFirstBundle } from './first-bundle.js';
@@ -60,6 +60,8 @@ export async function initCommand(ctx: ModeContext): Promise<number> {
 async function serve(ctx: ModeContext, agent: Agent, loop: RenewalLoop): Promise<RunningServer | undefined> {
   const addr = ctx.settings.metricsAddr;
   if (!addr) return undefined;
+  // Imported here: only long-running modes with METRICS_ADDR serve (and src/main.ts on node:http).
+  const { startHttpServer } = await import('../telemetry/http-server.js');
   const server = await startHttpServer({
     host: addr.host,
     port: addr.port,

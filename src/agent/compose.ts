@@ -13,7 +13,7 @@ import { parseExtraRoots } from '../pki/trust-roots.js';
 import { CertDirWriter } from '../store/cert-dir-writer.js';
 import type { AgentMetrics } from '../telemetry/metrics.js';
 import type { AuthSpec } from '../vault/auth.js';
-import { createVaultCa, type VaultCa } from '../vault/vault-ca.js';
+import type { VaultCa } from '../vault/vault-ca.js';
 import { CredentialError, readCredentialFile } from '../inputs/credential-file.js';
 import { watchMountedFile, type MountedFile } from '../inputs/mounted-file.js';
 import { BundleKeeper } from './bundle-keeper.js';
@@ -107,6 +107,8 @@ export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics
       break;
   }
 
+  // Imported here, not with this module: the Vault client loads node:http(s) (src/main.ts says why).
+  const { createVaultCa } = await import('../vault/vault-ca.js');
   const vault = createVaultCa({
     addrs: s.vaultAddrs!,
     redirectOrigins: s.vaultRedirectOrigins,
