@@ -18,7 +18,7 @@ import { BUNDLE, cleanEnv, type LogLine } from '../helpers/agent-process.js';
 import { useOpenBao } from '../helpers/openbao.js';
 
 const DOCKERFILE = path.resolve('image/Dockerfile');
-const ENTRYPOINT = ['/nodejs/bin/node', '/app/istiod-vault-agent.mjs'];
+const ENTRYPOINT = ['/nodejs/bin/node', '--snapshot-blob', '/app/istiod-vault-agent.blob', '--'];
 
 interface Instruction {
   op: string;
@@ -90,34 +90,36 @@ describe('image/Dockerfile', () => {
   const runtime = st.at(-1)!;
   const build = st[0]!;
 
-  it('is multi-stage with pinned bases: a Node build stage and a distroless Node LTS runtime', () => {
+  it('is multi-stage with pinned bases: Node build stages of one exact LTS version and a distroless runtime', () => {
     expect(st.length).toBeGreaterThanOrEqual(2);
     for (const s of st) {
       const tag = tagOf(s.from);
       expect(tag, `${s.from} must name a tag or digest`).toBeDefined();
       expect(tag).not.toBe('latest');
     }
-    const runtimeMatch = /^gcr\.io\/distroless\/nodejs(22|24)-debian1[23]:/.exec(runtime.from);
-    expect(runtimeMatch, runtime.from).not.toBeNull();
-    // The build stage names an exact Node version of the same major as the runtime.
-    const buildMatch = /^node:(\d+)\.\d+\.\d+-/.exec(build.from);
-    expect(buildMatch, build.from).not.toBeNull();
-    expect(buildMatch![1]).toBe(runtimeMatch![1]);
-    expect(Number(runtimeMatch![1]) % 2, 'an LTS (even) Node major').toBe(0);
+    expect(runtime.from, runtime.from).toMatch(/^gcr\.io\/distroless\/(cc|nodejs(22|24))-debian1[23]:/);
+    // Every Node stage names the same exact version (the runtime's node comes from one of them:
+    // test/integration/image-startup.test.ts), an LTS (even) major.
+    const versions = new Set(st.slice(0, -1).map((s) => /^node:(\d+\.\d+\.\d+)-/.exec(s.from)?.[1]));
+    expect([...versions], build.from).toHaveLength(1);
+    const [version] = [...versions];
+    expect(version, build.from).toBeDefined();
+    expect(Number(version!.split('.')[0]) % 2, 'an LTS (even) Node major').toBe(0);
   });
 
-  it('bundles with npm ci + npm run build and copies only the bundle into the runtime', () => {
+  it('bundles with npm ci + npm run build and copies only node and the snapshot into the runtime', () => {
     const runs = build.body.filter((i) => i.op === 'RUN').map((i) => i.args);
     expect(runs.some((r) => /\bnpm ci\b/.test(r))).toBe(true);
     expect(runs.some((r) => /\bnpm run build\b/.test(r))).toBe(true);
-    const copies = runtime.body.filter((i) => i.op === 'COPY');
-    expect(copies).toHaveLength(1);
-    expect(copies[0]!.args).toMatch(new RegExp(`--from=${build.name}\\b`));
-    expect(copies[0]!.args).toMatch(/\/dist\/istiod-vault-agent\.mjs \/app\/istiod-vault-agent\.mjs$/);
+    const copies = runtime.body.filter((i) => i.op === 'COPY').map((i) => i.args);
+    expect(copies).toHaveLength(2);
+    for (const c of copies) expect(c).toMatch(/--from=snapshot\b/);
+    expect(copies[0]).toMatch(/ \/usr\/local\/bin\/node \/nodejs\/bin\/node$/);
+    expect(copies[1]).toMatch(/ \/app\/istiod-vault-agent\.blob \/app\/istiod-vault-agent\.blob$/);
     expect(runtime.body.filter((i) => i.op === 'RUN'), 'distroless has no shell').toEqual([]);
   });
 
-  it('runs as 1337:1337 with an exec-form ENTRYPOINT of node on the bundle', () => {
+  it('runs as 1337:1337 with an exec-form ENTRYPOINT of node on the snapshot', () => {
     const users = runtime.body.filter((i) => i.op === 'USER');
     expect(users.at(-1)?.args).toBe('1337:1337');
     const entry = runtime.body.filter((i) => i.op === 'ENTRYPOINT').at(-1)!;
