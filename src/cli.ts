@@ -13,6 +13,7 @@ import { systemClock } from './common/clock.js';
 import { ConfigError, describeError } from './common/errors.js';
 import { mergeFlags } from './config/flags.js';
 import { SETTINGS, flagName, loadSettings } from './config/settings.js';
+import { discardedMetrics } from './telemetry/discarded-metrics.js';
 
 export type { CliIo } from './cli/io.js';
 export { DEV_DEFAULTS } from './cli/dev-defaults.js';
@@ -67,15 +68,16 @@ function control(io: CliIo, log: (m: string) => void): Control & { stop(): void 
 }
 
 /*
- * pino and prom-client are imported when a command needs them, not with this module: src/main.ts says why
- * (they load worker_threads and http, which a V8 startup snapshot cannot hold).
+ * pino and prom-client are imported when a mode needs them, not with this module: src/main.ts says why
+ * (they load worker_threads and http, which a V8 startup snapshot cannot hold). `init` serves no
+ * metrics, so it records none and does not load prom-client at all.
  */
 const runMode: RunMode = async (name, settings, io, extra) => {
-  const [{ createCliLogger }, { AgentMetrics }] = await Promise.all([import('./telemetry/logger.js'), import('./telemetry/metrics.js')]);
+  const { createCliLogger } = await import('./telemetry/logger.js');
   const log = await createCliLogger({ level: settings.logLevel, format: settings.logFormat, base: { mode: name } });
-  const metrics = new AgentMetrics(VERSION);
+  const served = name === 'init' ? undefined : new (await import('./telemetry/metrics.js')).AgentMetrics(VERSION);
   const ctl = control(io, () => log.info({}, 'signal received; shutting down'));
-  const ctx: ModeContext = { settings, runtime: runtime(), log, metrics, control: ctl, dev: extra?.dev };
+  const ctx: ModeContext = { settings, runtime: runtime(), log, metrics: served ?? discardedMetrics, registry: served?.registry, control: ctl, dev: extra?.dev };
   log.info({ version: VERSION, certDir: settings.certDir, vaultAddr: settings.vaultAddrs?.map(withoutCredentials).join(','), authMethod: settings.authMethod, authMount: settings.authMount, signPath: settings.pkiSignPath }, 'starting');
   try {
     const fn = name === 'init' ? initCommand : name === 'sidecar' ? sidecarCommand : runCommand;

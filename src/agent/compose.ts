@@ -11,9 +11,9 @@ import type { CertInfo } from '../pki/cert-info.js';
 import { keySpec, type GeneratedKey, type KeySpec } from '../pki/keys.js';
 import { parseExtraRoots } from '../pki/trust-roots.js';
 import { CertDirWriter } from '../store/cert-dir-writer.js';
-import type { AgentMetrics } from '../telemetry/metrics.js';
+import type { MetricsRecorder } from '../telemetry/metrics.js';
 import type { AuthSpec } from '../vault/auth.js';
-import type { VaultCa } from '../vault/vault-ca.js';
+import { createVaultCa, type VaultCa, type VaultCaOptions } from '../vault/vault-ca.js';
 import { CredentialError, readCredentialFile } from '../inputs/credential-file.js';
 import { watchMountedFile, type MountedFile } from '../inputs/mounted-file.js';
 import { BundleKeeper } from './bundle-keeper.js';
@@ -55,7 +55,7 @@ async function openInput(file: string, setting: string, watch: boolean, log: Log
   }
 }
 
-export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics: AgentMetrics, opts: { watch: boolean; dev?: boolean }): Promise<Agent> {
+export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics: MetricsRecorder, opts: { watch: boolean; dev?: boolean }): Promise<Agent> {
   const inputs: { close(): Promise<void> }[] = [];
   // The CA watcher is created before the client it updates.
   const late: { vault?: VaultCa } = {};
@@ -107,9 +107,7 @@ export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics
       break;
   }
 
-  // Imported here, not with this module: the Vault client loads node:http(s) (src/main.ts says why).
-  const { createVaultCa } = await import('../vault/vault-ca.js');
-  const vault = createVaultCa({
+  const vaultOptions: VaultCaOptions = {
     addrs: s.vaultAddrs!,
     redirectOrigins: s.vaultRedirectOrigins,
     namespace: s.vaultNamespace,
@@ -123,7 +121,10 @@ export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics
     issuerRef: s.pkiIssuerRef,
     clock: rt.clock,
     log: log.child({ module: 'vault' }),
-  });
+  };
+  // Imported here, not with this module: node-vault and node:http(s) load with it (src/main.ts says why).
+  const { createVaultTransport } = await import('../vault/transport.js');
+  const vault = createVaultCa(vaultOptions, createVaultTransport(vaultOptions));
 
   const source: BundleSource = pkiSignSource({
     vault,

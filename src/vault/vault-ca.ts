@@ -8,7 +8,7 @@ import type { AuthSpec } from './auth.js';
 import { listIssuers, readIssuer, signIntermediate, type IssuerEntry, type IssuerInfo, type SignIntermediateParams, type SignIntermediateResult } from './pki-api.js';
 import { vaultState, type VaultState } from './health.js';
 import { TokenSession, type TokenSessionLogger } from './token-session.js';
-import { createVaultTransport, type TransportOptions } from './transport.js';
+import type { TransportOptions, VaultTransport } from './transport.js';
 
 export interface VaultCa {
   /** Certificate and chain of the issuer PKI_SIGN_PATH signs with, or of issuer `ref` (logs in if needed). */
@@ -44,8 +44,8 @@ export interface VaultCaOptions extends TransportOptions {
   log: TokenSessionLogger;
 }
 
-export function createVaultCa(opts: VaultCaOptions): VaultCa {
-  const transport = createVaultTransport(opts);
+/** `transport` is made with the same options (createVaultTransport); the caller loads it, with node:http(s). */
+export function createVaultCa(opts: VaultCaOptions, transport: VaultTransport): VaultCa {
   const session = new TokenSession(transport, opts.auth, opts.clock, opts.log);
   return {
     readIssuer: (signal, ref) => session.withToken((token) => readIssuer(transport, opts.pkiMount, ref ?? opts.issuerRef, token, signal), signal),
