@@ -18,7 +18,7 @@ import { BUNDLE, cleanEnv, type LogLine } from '../helpers/agent-process.js';
 import { useOpenBao } from '../helpers/openbao.js';
 
 const DOCKERFILE = path.resolve('image/Dockerfile');
-const ENTRYPOINT = ['/nodejs/bin/node', '--max-semi-space-size=1', '--max-old-space-size=64', '--optimize-for-size', '--no-opt', '--no-maglev', '--no-sparkplug', '--snapshot-blob', '/app/istiod-vault-agent.blob', '--'];
+const ENTRYPOINT = ['/nodejs/bin/node', '--max-semi-space-size=1', '--max-old-space-size=64', '--no-opt', '--no-maglev', '--snapshot-blob', '/app/istiod-vault-agent.blob', '--'];
 
 interface Instruction {
   op: string;
