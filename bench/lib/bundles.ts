@@ -91,10 +91,9 @@ export function bundleLaunch(node: NodeBinary, b: Build, flags: string[] = [], e
  */
 export function imageLaunch(node: NodeBinary, b: Build, into: string, nodeFlags?: string[]): Launch {
   if (!b.cjs) throw new Error(`${b.dist} has no CommonJS bundle to make a snapshot from`);
-  const app = buildLocalImage(node.path, b.dist, fs.mkdtempSync(path.join(into, 'app-')), readImageStartup());
-  const [bin, ...rest] = app.entrypoint as [string, ...string[]];
-  const snapshot = rest.indexOf('--snapshot-blob');
-  return { argv: [bin, ...(nodeFlags ?? rest.slice(0, snapshot)), ...rest.slice(snapshot)], env: {} };
+  // The snapshot is built with the flags it is started with (Node.js 20 refuses any difference).
+  const app = buildLocalImage(node.path, b.dist, fs.mkdtempSync(path.join(into, 'app-')), readImageStartup(), nodeFlags);
+  return { argv: app.entrypoint, env: {} };
 }
 
 /** The Node.js flags the image's ENTRYPOINT passes before the snapshot (heap settings, when any). */

@@ -133,9 +133,11 @@ export interface LocalImage {
 /**
  * Runs the Dockerfile's snapshot stage here: copies its inputs (`bundleDir` holds the build stage's
  * /src/dist, the build context is the repository), runs its RUN lines with `node`, then leaves in
- * `appDir` only what the runtime stage copies into /app. Throws with the output when a step fails.
+ * `appDir` only what the runtime stage copies into /app. `nodeFlags`, when given, replace the Node.js
+ * flags of both the snapshot RUN and the ENTRYPOINT (to measure other V8 settings). Throws with the
+ * output when a step fails.
  */
-export function buildLocalImage(node: string, bundleDir: string, appDir: string, spec = readImageStartup()): LocalImage {
+export function buildLocalImage(node: string, bundleDir: string, appDir: string, spec = readImageStartup(), nodeFlags?: string[]): LocalImage {
   const work = fs.mkdtempSync(path.join(path.dirname(appDir), `${path.basename(appDir)}-snapshot-stage-`));
   try {
     // Container path -> local path, for the snapshot stage's filesystem.
@@ -149,7 +151,8 @@ export function buildLocalImage(node: string, bundleDir: string, appDir: string,
     }
     for (const run of spec.snapshotRuns) {
       if (run[0] !== 'node') throw new Error(`snapshot stage: cannot reproduce RUN ${run.join(' ')}`);
-      const args = run.slice(1).map((a) => (a.startsWith('/') ? local(a) : a));
+      const script = run.findIndex((a) => a.startsWith('/'));
+      const args = [...(nodeFlags ?? run.slice(1, script)), ...run.slice(script).map((a) => (a.startsWith('/') ? local(a) : a))];
       const res = spawnSync(node, args, { encoding: 'utf8', cwd: appDir, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
       if (res.status !== 0) throw new Error(`snapshot stage: RUN ${run.join(' ')} failed (exit ${res.status ?? res.signal}):\n${res.stdout}${res.stderr}`);
     }
@@ -161,5 +164,7 @@ export function buildLocalImage(node: string, bundleDir: string, appDir: string,
     fs.rmSync(work, { recursive: true, force: true });
   }
   const map = (a: string) => (a === CONTAINER_NODE ? node : a.startsWith(APP) ? path.join(appDir, a.slice(APP.length)) : a);
-  return { appDir, entrypoint: spec.entrypoint.map(map), cmd: spec.cmd };
+  const entrypoint = spec.entrypoint.map(map);
+  const blob = entrypoint.indexOf('--snapshot-blob');
+  return { appDir, entrypoint: nodeFlags ? [entrypoint[0]!, ...nodeFlags, ...entrypoint.slice(blob)] : entrypoint, cmd: spec.cmd };
 }
