@@ -7,8 +7,8 @@
 // the flags running this script. A snapshot starts only on the exact Node.js version that built it, and
 // some versions (20) also refuse other V8 flags than the build's: image/Dockerfile runs this with the
 // runtime's own binary and its ENTRYPOINT's flags, the bench and the tests with what they measure.
-// The build is refused when Node.js warns: a warning names a built-in module whose state a snapshot may
-// not restore (src/main.ts keeps those out of the static imports). The blob is then started once
+// The build is refused when Node.js warns: its warning names a built-in module whose state a snapshot
+// may not restore (src/main.ts keeps those out of the static imports). The blob is then started once
 // (`version`) to show it loads on this binary.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -29,7 +29,8 @@ const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
 const flags = process.execArgv;
 const built = spawnSync(process.execPath, [...flags, '--snapshot-blob', blob, '--build-snapshot', bundle], { encoding: 'utf8', env });
 if (built.status !== 0 || !fs.existsSync(blob)) fail(`building the snapshot of ${bundle} failed (exit ${built.status ?? built.signal})`, built);
-if (/warning/i.test(built.stderr)) {
+// Node.js's own process warnings, `(node:<pid>) Warning: ...` (not V8's notes on flags that imply others).
+if (/^\(node:\d+\) \w*Warning:/m.test(built.stderr)) {
   fs.rmSync(blob, { force: true });
   fail(`building the snapshot of ${bundle} warned; a module it loads at start-up must be imported when first needed instead (see src/main.ts)`, built);
 }
