@@ -15,18 +15,22 @@
  * succeeded, the cert dir verifies as istiod would (checkCertDir), .gen bounded by what the grace
  * period keeps, clean shutdown. Prints the figures and adds them on top of bench/RESULTS.md's soak
  * section (--no-write: print only). --quick: 200 renewals, 50 warm-up, 200 after it (with default
- * heap settings V8's second major GC comes after ~900 renewals, so a quick run still does ~1100). --node-args
- * "<flags>" starts the agent with extra Node.js flags (to try heap settings); --minified runs the
- * minified bundle.
+ * heap settings V8's second major GC comes after ~900 renewals, so a quick run still does ~1100).
+ * The agent starts as the image starts it (image/Dockerfile's snapshot stage and ENTRYPOINT, including its
+ * Node.js flags) on --node <path> (default: the Node.js running this script); --bundle runs
+ * `node <bundle.mjs>` instead; --node-args "<flags>" replaces the ENTRYPOINT's Node.js flags (or gives
+ * the bundle some), to try heap settings.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { checkCertDir } from '../src/agent/check-dir.js';
 import { GENERATION_GRACE_MS } from '../src/store/cert-dir-writer.js';
 import { GEN_DIR, GENERATION_PATTERN } from '../src/store/layout.js';
 import { agentEnv, metricsUrl, postRotate, sample, scrape, startAgent } from './lib/agent.js';
 import { certBase, parseArgs } from './lib/args.js';
-import { buildBundles } from './lib/bundles.js';
+import { buildBundles, bundleLaunch, imageLaunch } from './lib/bundles.js';
+import { nodeBinary } from './lib/launch.js';
 import { describeMachine } from './lib/machine.js';
 import { startBao } from './lib/openbao.js';
 import { memory, openFds } from './lib/proc.js';
@@ -41,8 +45,9 @@ const args = parseArgs(process.argv.slice(2), {
   'max-renewals': 'number',
   'sample-every': 'number',
   'node-args': 'string',
-  minified: 'flag',
+  bundle: 'flag',
   'no-write': 'flag',
+  node: 'string',
 });
 const quick = args.quick === true;
 const RENEWALS = (args.renewals as number | undefined) ?? (quick ? 200 : 1000);
@@ -56,8 +61,8 @@ const MAX_GROWTH_BYTES = 5_000_000;
 const STEADY_MAJOR_GCS = 2;
 /** fds may differ by a connection or two (keep-alive sockets come and go); a leak grows with N. */
 const FD_TOLERANCE = 2;
-/** Extra Node.js flags for the agent (diagnosis: e.g. --node-args="--max-semi-space-size=2"). */
-const NODE_ARGS = typeof args['node-args'] === 'string' ? args['node-args'].split(/\s+/).filter(Boolean) : [];
+/** Node.js flags for the agent instead of the image's (e.g. --node-args="--max-semi-space-size=2"). */
+const NODE_ARGS = typeof args['node-args'] === 'string' ? args['node-args'].split(/\s+/).filter(Boolean) : undefined;
 
 const log = (m: string) => console.error(`[soak] ${m}`);
 
@@ -96,21 +101,24 @@ function slope(points: [number, number][]): number {
 
 async function main(): Promise<number> {
   log('building the bundle with scripts/build.mjs into a scratch folder');
-  const b = buildBundles({ minified: args.minified === true });
-  const bundle = args.minified === true ? b.minified : b.plain;
+  const b = buildBundles();
+  const node = nodeBinary(args.node as string | undefined);
+  const launch = args.bundle ? bundleLaunch(node, b.minified, NODE_ARGS) : imageLaunch(node, b.minified, b.scratch('image'), NODE_ARGS);
+  const flags = launch.argv.slice(1, args.bundle ? -1 : launch.argv.indexOf('--snapshot-blob'));
+  const how = `${args.bundle ? '`node bundle.mjs`' : 'as the image starts it (snapshot)'}${flags.length ? `, Node.js flags ${flags.join(' ')}` : ', no Node.js flags'}`;
   const certDir = fs.mkdtempSync(path.join(certBase(), 'ivagent-soak-'));
   let bao: Awaited<ReturnType<typeof startBao>> | undefined;
   let agent: ReturnType<typeof startAgent> | undefined;
   try {
     bao = await startBao();
     const { bin, env: dev } = bao;
-    const machine = describeMachine(bin);
+    const machine = describeMachine(bin, node.version);
     log(`OpenBao ${machine.bao} at ${dev.server.addr}; cert dir ${certDir}; ${RENEWALS} renewals, warm-up ${WARMUP}, sample every ${EVERY}`);
+    log(`agent on Node.js ${node.version}, ${how}`);
     agent = startAgent(
-      bundle,
+      launch,
       ['run'],
       agentEnv({ ...dev.env, CERT_DIR: certDir, KEY_TYPE: 'ec', CERT_TTL: '8760h', METRICS_ADDR: '127.0.0.1:0', ISTIOD_METRICS_URL: '', MIN_PUBLISH_INTERVAL: '0', ROTATE_ENDPOINT: 'true' }),
-      { nodeArgs: NODE_ARGS },
     );
     const a = agent;
     const base = await metricsUrl(a);
@@ -217,9 +225,9 @@ async function main(): Promise<number> {
 
     const row = (c: (string | number)[]) => `| ${c.join(' | ')} |`;
     const md: string[] = [
-      `### ${machine.date}: ${walls.length} renewals${quick ? ' (--quick)' : ''}, ${targets.every((t) => t.met) ? 'all targets met' : 'TARGETS MISSED'}`,
+      `### ${machine.date}: Node.js ${machine.node}, ${how}, ${walls.length} renewals${quick ? ' (--quick)' : ''}, ${targets.every((t) => t.met) ? 'all targets met' : 'TARGETS MISSED'}`,
       '',
-      `${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB} GiB, Linux ${machine.kernel}, Node.js ${machine.node}, ${machine.bao.replace(/ \(.*/, '')}; EC P-256, MIN_PUBLISH_INTERVAL=0, cert dir on ${certBase()}${args.minified ? '; minified bundle' : ''}${NODE_ARGS.length ? `; agent started with node ${NODE_ARGS.join(' ')}` : ''}.`,
+      `${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB} GiB, Linux ${machine.kernel}, Node.js ${machine.node}, ${machine.bao.replace(/ \(.*/, '')}; EC P-256, MIN_PUBLISH_INTERVAL=0, cert dir on ${certBase()}; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')} at the end.`,
       '',
       row(['figure', 'value']),
       row(['---', '---']),

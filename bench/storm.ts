@@ -1,8 +1,8 @@
 /**
  * `npm run bench:storm`: a fleet rollout (`kubectl rollout restart` of istiod across replicas, revisions
  * and clusters) against a real 3-node OpenBao Raft cluster on this machine. N `init` processes (the
- * built bundle, exactly what the image runs) start at once and each reaches Vault through its own port
- * of an L7 round-robin front over the three nodes (standbys forward writes), so every request is
+ * built bundle: the image snapshots the same sources, and Vault sees the same requests) start at once and
+ * each reaches Vault through its own port of an L7 round-robin front over the three nodes (standbys forward writes), so every request is
  * attributed to its agent without looking at credentials. Measured:
  *
  *   1. the storm, Vault unlimited: time from spawn to a published bundle (p50/p90/p99), Vault requests
@@ -23,7 +23,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { agentEnv, startAgent, type AgentProcess, type LogLine } from './lib/agent.js';
 import { certBase, parseArgs } from './lib/args.js';
-import { buildBundles } from './lib/bundles.js';
+import { buildBundles, bundleLaunch } from './lib/bundles.js';
+import { nodeBinary, type Launch } from './lib/launch.js';
 import { describeMachine, machineMarkdown } from './lib/machine.js';
 import { cpuMs } from './lib/proc.js';
 import { readSection, writeSection } from './lib/results.js';
@@ -139,7 +140,7 @@ function failureKind(msg: string): string {
   return msg.replace(/https?:\/\/[\d.]+:\d+/g, '<addr>').replace(/\d+(\.\d+)?\s?(ms|s)\b/g, '<n>$2').replace(/retrying in .*$/, 'retrying');
 }
 
-async function storm(c: RaftCluster, bundle: string, label: string, o: { killAfter?: number } = {}): Promise<StormResult> {
+async function storm(c: RaftCluster, bundle: Launch, label: string, o: { killAfter?: number } = {}): Promise<StormResult> {
   const base = fs.mkdtempSync(path.join(certBase(), 'ivagent-storm-'));
   const front = await startHttpFront({ targets: c.addrs, listeners: N });
   const certsBefore = await countCerts(c);
@@ -284,7 +285,7 @@ interface LifetimeStep {
 }
 
 /** One `run` agent's lifetime, request by request, through its own front port. */
-async function podLifetime(c: RaftCluster, bundle: string): Promise<LifetimeStep[]> {
+async function podLifetime(c: RaftCluster, bundle: Launch): Promise<LifetimeStep[]> {
   const dir = fs.mkdtempSync(path.join(certBase(), 'ivagent-pod-'));
   const front = await startHttpFront({ targets: c.addrs });
   const api = await c.api();
@@ -340,30 +341,32 @@ async function main(): Promise<void> {
   const bin = findVaultBinary({ vaultBin: process.env.VAULT_BIN, pathEnv: process.env.PATH, projectRoot: PROJECT_ROOT, install: true, log });
   const machine = describeMachine(bin);
   log('building the bundle');
-  const bundles = buildBundles({ minified: false });
+  const bundles = buildBundles();
+  // Vault's side is what this measures: how the agent starts (bundle or snapshot) does not change its requests.
+  const launch = bundleLaunch(nodeBinary(undefined), bundles.plain);
   log(`starting a 3-node OpenBao Raft cluster (${multiplierText})`);
   const c = await startRaftCluster({ bin, performanceMultiplier: MULTIPLIER, log: (m) => log(`cluster: ${m}`) });
   const md: string[] = [];
   try {
-    const quiet = await storm(c, bundles.plain, 'storm');
+    const quiet = await storm(c, launch, 'storm');
     let limited: StormResult | undefined;
     if (QUOTA > 0) {
       // A quota on the whole API (sys/health is exempt); each node enforces it on what it receives.
       await (await c.api()).call('POST', 'sys/quotas/rate-limit/storm', { rate: QUOTA, interval: '1s' });
       try {
-        limited = await storm(c, bundles.plain, `storm under a ${QUOTA}/s quota`);
+        limited = await storm(c, launch, `storm under a ${QUOTA}/s quota`);
       } finally {
         await adminCall(c, 'DELETE', 'sys/quotas/rate-limit/storm');
       }
     }
     let killed: StormResult | undefined;
     if (args.kill === true) {
-      killed = await storm(c, bundles.plain, 'storm with a failover', { killAfter: Math.ceil(N / 3) });
+      killed = await storm(c, launch, 'storm with a failover', { killAfter: Math.ceil(N / 3) });
       const dead = c.nodes.find((n) => !n.proc);
       if (dead) await c.restart(dead);
     }
     log('one pod lifetime');
-    const lifetime = await podLifetime(c, bundles.plain);
+    const lifetime = await podLifetime(c, launch);
 
     md.push(
       `### ${machine.date}: ${N} agents (\`${command}\`)`,

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Pins the base images of image/Dockerfile to the digests their tags point to now.
 #
-#   scripts/pin-base-images.sh           rewrite NODE_BUILD_IMAGE and NODE_RUNTIME_IMAGE in place
+#   scripts/pin-base-images.sh           rewrite NODE_BUILD_IMAGE and RUNTIME_IMAGE in place
 #   scripts/pin-base-images.sh --check   exit 1 (and say which) when a pin is not the tag's current digest
 #
-# For each `ARG NODE_*_IMAGE=<repo>:<tag>[@sha256:<digest>]` it asks the registry for the digest of
+# For each `ARG *_IMAGE=<repo>:<tag>[@sha256:<digest>]` it asks the registry for the digest of
 # <repo>:<tag> as a whole, the multi-platform index (so one pin serves amd64 and arm64 builds), with
 # `crane digest` or, without crane, `docker buildx imagetools inspect`. Needs access to docker.io and
 # gcr.io. To move to another Node release, edit the tag first, then run this.
@@ -44,7 +44,7 @@ stale=0
 tmp="$(mktemp "${TMPDIR:-/tmp}/pin-base-images.XXXXXX")"
 trap 'rm -f "$tmp"' EXIT
 cp "$dockerfile" "$tmp"
-for arg in NODE_BUILD_IMAGE NODE_RUNTIME_IMAGE; do
+for arg in NODE_BUILD_IMAGE RUNTIME_IMAGE; do
   line="$(grep -E "^ARG $arg=" "$dockerfile" | head -1)" || die "no ARG $arg= in $dockerfile"
   ref="${line#ARG "$arg"=}"
   tagged="${ref%@*}"

@@ -7,8 +7,6 @@ import pkg from '../package.json' with { type: 'json' };
 import type { Runtime } from './agent/compose.js';
 import { fetchMetricsPage } from './agent/istiod-sync.js';
 import { initCommand, runCommand, sidecarCommand, type Control, type ModeContext } from './agent/commands.js';
-import { checkCommand } from './cli/check-command.js';
-import { devCommand } from './cli/dev-command.js';
 import type { CliIo, RunMode } from './cli/io.js';
 import { withoutCredentials } from './cli/redact.js';
 import { systemClock } from './common/clock.js';
@@ -16,11 +14,10 @@ import { ConfigError, describeError } from './common/errors.js';
 import { mergeFlags } from './config/flags.js';
 import { SETTINGS, flagName, loadSettings } from './config/settings.js';
 import { CHECK_MANIFEST_USAGE, checkManifestCommand } from './install/check-manifest-command.js';
-import { createCliLogger } from './telemetry/logger.js';
-import { AgentMetrics } from './telemetry/metrics.js';
+import { discardedMetrics } from './telemetry/discarded-metrics.js';
 
 export type { CliIo } from './cli/io.js';
-export { DEV_DEFAULTS } from './cli/dev-command.js';
+export { DEV_DEFAULTS } from './cli/dev-defaults.js';
 
 export const VERSION: string = pkg.version;
 
@@ -72,11 +69,17 @@ function control(io: CliIo, log: (m: string) => void): Control & { stop(): void 
   return { shutdown: ctl.signal, onRotate: (h) => (rotate = h), stop };
 }
 
+/*
+ * pino and prom-client are imported when a mode needs them, not with this module: src/main.ts says why
+ * (they load worker_threads and http, which a V8 startup snapshot cannot hold). `init` serves no
+ * metrics, so it records none and does not load prom-client at all.
+ */
 const runMode: RunMode = async (name, settings, io, extra) => {
+  const { createCliLogger } = await import('./telemetry/logger.js');
   const log = await createCliLogger({ level: settings.logLevel, format: settings.logFormat, base: { mode: name } });
-  const metrics = new AgentMetrics(VERSION);
+  const served = name === 'init' ? undefined : new (await import('./telemetry/metrics.js')).AgentMetrics(VERSION);
   const ctl = control(io, () => log.info({}, 'signal received; shutting down'));
-  const ctx: ModeContext = { settings, runtime: runtime(), log, metrics, control: ctl, dev: extra?.dev };
+  const ctx: ModeContext = { settings, runtime: runtime(), log, metrics: served ?? discardedMetrics, registry: served?.registry, control: ctl, dev: extra?.dev };
   log.info({ version: VERSION, certDir: settings.certDir, vaultAddr: settings.vaultAddrs?.map(withoutCredentials).join(','), authMethod: settings.authMethod, authMount: settings.authMount, bundleSource: settings.bundleSource, ...(settings.bundlePaths ? { bundleFrom: Object.values(settings.bundlePaths).map((r) => `${r.path}#${r.field}`) } : { signPath: settings.pkiSignPath }) }, 'starting');
   try {
     const fn = name === 'init' ? initCommand : name === 'sidecar' ? sidecarCommand : runCommand;
@@ -114,9 +117,9 @@ export async function main(args: readonly string[], env: Readonly<Record<string,
         if (positional.length > 1) throw new ConfigError([`${command}: unexpected argument "${positional[1]}"`]);
         return await runMode(command, loadSettings(source, { needsVault: true }), io);
       case 'check':
-        return await checkCommand(source, positional, io);
+        return await (await import('./cli/check-command.js')).checkCommand(source, positional, io);
       case 'dev':
-        return await devCommand(source, io, runMode);
+        return await (await import('./cli/dev-command.js')).devCommand(source, io, runMode);
       default:
         throw new ConfigError([`${command}: unknown command (use init, sidecar, run, check, check-manifest, dev, version or --help)`]);
     }

@@ -14,7 +14,7 @@ import { lookUpGoTools, type GoTool } from './helpers/go-tools.js';
 const BUNDLE = 'dist/istiod-vault-agent.mjs';
 
 function newestSource(): number {
-  const files = ['package.json', 'package-lock.json', 'scripts/build.mjs', ...fs.readdirSync('src', { recursive: true, encoding: 'utf8' }).map((f) => path.join('src', f))];
+  const files = ['package.json', 'package-lock.json', 'scripts/build.mjs', 'scripts/unused-at-run-time.mjs', ...fs.readdirSync('src', { recursive: true, encoding: 'utf8' }).map((f) => path.join('src', f))];
   return Math.max(...files.map((f) => fs.statSync(f).mtimeMs));
 }
 

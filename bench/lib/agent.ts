@@ -4,6 +4,7 @@
  * produces tens of thousands of lines).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { command, withNodeFlags, type Launch } from './launch.js';
 
 export const PUBLISHED = 'published a new intermediate';
 
@@ -38,14 +39,14 @@ export function agentEnv(extra: Record<string, string>): Record<string, string> 
 }
 
 /**
- * Starts `node [nodeArgs] <bundle> <args>`. `wrap` runs it under another command (e.g. /usr/bin/time);
- * `pid` is then the wrapper's.
+ * Starts the agent as `launch` says, with `args` (`node [nodeArgs] <bundle> <args>` for a bundle).
+ * `wrap` runs it under another command (e.g. /usr/bin/time); `pid` is then the wrapper's.
  */
-export function startAgent(bundle: string, args: string[], env: Record<string, string>, opts: { keepLines?: boolean; nodeArgs?: string[]; wrap?: string[] } = {}): AgentProcess {
+export function startAgent(launch: Launch, args: string[], env: Record<string, string>, opts: { keepLines?: boolean; nodeArgs?: string[]; wrap?: string[] } = {}): AgentProcess {
   const spawnedAt = performance.now();
-  const argv = [process.execPath, ...(opts.nodeArgs ?? []), bundle, ...args];
-  const [cmd, ...rest] = [...(opts.wrap ?? []), ...argv] as [string, ...string[]];
-  const child = spawn(cmd, rest, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [node, argv] = command(withNodeFlags(launch, opts.nodeArgs ?? []), args);
+  const [cmd, ...rest] = [...(opts.wrap ?? []), node, ...argv] as [string, ...string[]];
+  const child = spawn(cmd, rest, { env: { ...env, ...launch.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const waiters = new Set<{ check: () => boolean; done: () => void }>();
   let stderr = '';
   let exited = false;

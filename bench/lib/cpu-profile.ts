@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { command, withNodeFlags, type Launch } from './launch.js';
 
 interface ProfileNode {
   id: number;
@@ -50,7 +51,8 @@ function ownerAt(marks: [number, string][], line: number): string {
 }
 
 function classify(url: string, fn: string, bundle: string, marks: [number, string][], line: number): string {
-  if (url === `file://${bundle}` || url === bundle) return ownerAt(marks, line);
+  // A snapshot names the script as it was given when the snapshot was built.
+  if (url === `file://${bundle}` || url === bundle || (url !== '' && path.basename(url) === path.basename(bundle))) return ownerAt(marks, line);
   if (url.startsWith('node:internal/modules/') || url.startsWith('node:internal/bootstrap') || url.startsWith('node:internal/process')) return url.includes('esm/utils') ? 'node: compiling the bundle (V8 parse of the ESM source)' : 'node: module loader, bootstrap';
   if (url.startsWith('node:internal/deps/undici')) return 'node: undici (fetch/Request globals, loaded lazily)';
   if (url.startsWith('node:internal/crypto') || url.startsWith('node:crypto')) return 'node: crypto';
@@ -65,22 +67,26 @@ export interface ProfileResult {
   byOwner: [string, number][];
 }
 
-/** Runs `node --cpu-prof <bundle> ...args` `runs` times; returns the mean self time grouped by owner. */
-export async function profileRuns(bundle: string, args: string[], env: Record<string, string>, runs: number, before?: () => Record<string, string>): Promise<ProfileResult> {
+/**
+ * Runs `launch` with `--cpu-prof` `runs` times; returns the mean self time grouped by owner. `bundle` is
+ * the script the launch runs (or the one its snapshot was built from): its module comments name the owners.
+ */
+export async function profileRuns(launch: Launch, bundle: string, args: string[], env: Record<string, string>, runs: number, before?: () => Record<string, string>): Promise<ProfileResult> {
   const total = new Map<string, number>();
   for (let i = 0; i < runs; i++) {
-    const r = await profileRun(bundle, args, { ...env, ...before?.() });
+    const r = await profileRun(launch, bundle, args, { ...env, ...before?.() });
     for (const [k, v] of r.byOwner) total.set(k, (total.get(k) ?? 0) + v / runs);
   }
   const byOwner = [...total].sort((a, b) => b[1] - a[1]);
   return { totalMs: byOwner.reduce((s, [, v]) => s + v, 0), byOwner };
 }
 
-/** Runs `node --cpu-prof <bundle> ...args` once and returns self time grouped by owner. */
-export async function profileRun(bundle: string, args: string[], env: Record<string, string>): Promise<ProfileResult> {
+/** Runs `launch` with `--cpu-prof` once and returns self time grouped by owner. */
+export async function profileRun(launch: Launch, bundle: string, args: string[], env: Record<string, string>): Promise<ProfileResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ivagent-prof-'));
   try {
-    const child = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-interval', '200', `--cpu-prof-dir=${dir}`, bundle, ...args], { env, stdio: 'ignore' });
+    const [cmd, argv] = command(withNodeFlags(launch, ['--cpu-prof', '--cpu-prof-interval', '200', `--cpu-prof-dir=${dir}`]), args);
+    const child = spawn(cmd, argv, { env: { ...env, ...launch.env }, stdio: 'ignore' });
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     if (code !== 0) throw new Error(`profiling ${args.join(' ')}: exit ${code}`);
     const file = fs.readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));

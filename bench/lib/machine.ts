@@ -35,7 +35,8 @@ function osName(): string {
   return `${os.type()} ${os.release()}`;
 }
 
-export function describeMachine(baoBin: string): Machine {
+/** `node`: the version of the Node.js binary the agent runs on (not necessarily the one running the bench). */
+export function describeMachine(baoBin: string, node: string = process.version): Machine {
   let bao = 'unknown';
   try {
     bao = execFileSync(baoBin, ['version'], { encoding: 'utf8' }).trim().split('\n')[0]!;
@@ -48,7 +49,7 @@ export function describeMachine(baoBin: string): Machine {
     ramGiB: Math.round((os.totalmem() / 1024 ** 3) * 10) / 10,
     kernel: os.release(),
     os: osName(),
-    node: process.version,
+    node,
     bao,
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
   };

@@ -19,7 +19,7 @@ import type { BundleFiles, VerifiedBundle } from '../pki/bundle.js';
 import { certsFromPem, type CertInfo } from '../pki/cert-info.js';
 import { verifyBundle } from '../pki/verify.js';
 import { readCertDir, visibleBundlePresent } from '../store/cert-dir-reader.js';
-import type { AgentMetrics } from '../telemetry/metrics.js';
+import type { MetricsRecorder } from '../telemetry/metrics.js';
 import type { BundleSource, SourcedBundle } from './bundle-source.js';
 import { dueAt, renewalInstant } from './renewal-policy.js';
 
@@ -44,7 +44,7 @@ export interface KeeperDeps {
   /** Uniform in [0, 1); injected so jitter is reproducible in tests. */
   random: () => number;
   log: Logger;
-  metrics: AgentMetrics;
+  metrics: MetricsRecorder;
   certDir: string;
   renewBeforeMs: number | undefined;
   /** `dev` only: create a missing CERT_DIR (elsewhere it must be the mounted emptyDir). */

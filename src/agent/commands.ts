@@ -6,8 +6,9 @@
 import type { Logger } from 'pino';
 import { isAbort } from '../common/abort.js';
 import type { Settings } from '../config/settings.js';
-import { startHttpServer, type RunningServer } from '../telemetry/http-server.js';
-import type { AgentMetrics } from '../telemetry/metrics.js';
+import type { RunningServer } from '../telemetry/http-server.js';
+import type { Registry } from 'prom-client';
+import type { MetricsRecorder } from '../telemetry/metrics.js';
 import { createAgent, type Agent, type Runtime } from './compose.js';
 import { ensureFirstBundle } from './first-bundle.js';
 import { RenewalLoop } from './renewal-loop.js';
@@ -24,7 +25,9 @@ export interface ModeContext {
   settings: Settings;
   runtime: Runtime;
   log: Logger;
-  metrics: AgentMetrics;
+  metrics: MetricsRecorder;
+  /** What /metrics serves (the registry `metrics` records into); undefined for `init`, which serves none. */
+  registry: Registry | undefined;
   control: Control;
   /** Set by `dev`: the settings it chose itself (it does not warn about its own choices). */
   dev?: { chosen: readonly string[] };
@@ -60,10 +63,13 @@ export async function initCommand(ctx: ModeContext): Promise<number> {
 async function serve(ctx: ModeContext, agent: Agent, loop: RenewalLoop): Promise<RunningServer | undefined> {
   const addr = ctx.settings.metricsAddr;
   if (!addr) return undefined;
+  if (!ctx.registry) throw new Error('METRICS_ADDR is set but this mode records no metrics');
+  // Imported here: only long-running modes with METRICS_ADDR serve (and src/main.ts on node:http).
+  const { startHttpServer } = await import('../telemetry/http-server.js');
   const server = await startHttpServer({
     host: addr.host,
     port: addr.port,
-    registry: ctx.metrics.registry,
+    registry: ctx.registry,
     isReady: () => agent.keeper.isReadyOnDisk(),
     ...(ctx.settings.rotateEndpoint ? { rotate: () => loop.requestRotation('POST /rotate') } : {}),
   });

@@ -11,10 +11,10 @@ import type { CertInfo } from '../pki/cert-info.js';
 import { keySpec, type GeneratedKey, type KeySpec } from '../pki/keys.js';
 import { parseExtraRoots } from '../pki/trust-roots.js';
 import { CertDirWriter } from '../store/cert-dir-writer.js';
-import type { AgentMetrics } from '../telemetry/metrics.js';
+import type { MetricsRecorder } from '../telemetry/metrics.js';
 import type { AuthSpec } from '../vault/auth.js';
 import { createVaultCa } from '../vault/vault-ca.js';
-import type { VaultConnection } from '../vault/vault-connection.js';
+import type { ConnectionOptions, VaultConnection } from '../vault/vault-connection.js';
 import { createVaultReader } from '../vault/vault-reader.js';
 import { CredentialError, readCredentialFile } from '../inputs/credential-file.js';
 import { watchMountedFile, type MountedFile } from '../inputs/mounted-file.js';
@@ -59,7 +59,7 @@ async function openInput(file: string, setting: string, watch: boolean, log: Log
   }
 }
 
-export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics: AgentMetrics, opts: { watch: boolean; dev?: boolean }): Promise<Agent> {
+export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics: MetricsRecorder, opts: { watch: boolean; dev?: boolean }): Promise<Agent> {
   const inputs: { close(): Promise<void> }[] = [];
   // The CA watcher is created before the client it updates.
   const late: { vault?: VaultConnection } = {};
@@ -111,7 +111,7 @@ export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics
       break;
   }
 
-  const connection = {
+  const connection: ConnectionOptions = {
     addrs: s.vaultAddrs!,
     redirectOrigins: s.vaultRedirectOrigins,
     namespace: s.vaultNamespace,
@@ -123,15 +123,18 @@ export async function createAgent(s: Settings, rt: Runtime, log: Logger, metrics
     clock: rt.clock,
     log: log.child({ module: 'vault' }),
   };
+  // Imported here, not with this module: node-vault and node:http(s) load with it (src/main.ts says why).
+  const { createVaultTransport } = await import('../vault/transport.js');
+  const transport = createVaultTransport(connection);
 
   let source: BundleSource;
   let vault: VaultConnection;
   if (s.bundlePaths) {
-    const reader = createVaultReader(connection);
+    const reader = createVaultReader(connection, transport);
     vault = reader;
     source = vaultPathsSource({ vault: reader, clock: rt.clock, log, paths: s.bundlePaths, pollIntervalMs: s.bundlePollIntervalMs, renewBeforeMs: s.renewBeforeMs, extraRoots: () => extraRoots });
   } else {
-    const ca = createVaultCa({ ...connection, signPath: s.pkiSignPath, pkiMount: s.pkiMount, issuerRef: s.pkiIssuerRef });
+    const ca = createVaultCa({ ...connection, signPath: s.pkiSignPath, pkiMount: s.pkiMount, issuerRef: s.pkiIssuerRef }, transport);
     vault = ca;
     source = pkiSignSource({
       vault: ca,

@@ -11,7 +11,7 @@ import { isAbort } from '../common/abort.js';
 import { sleepUntil, type Clock } from '../common/clock.js';
 import { describeError, type AgentError } from '../common/errors.js';
 import { formatDuration } from '../common/duration.js';
-import type { AgentMetrics } from '../telemetry/metrics.js';
+import type { MetricsRecorder } from '../telemetry/metrics.js';
 import { retryDelay } from './backoff.js';
 import { BundleRefusedError, type BundleKeeper, type RenewTrigger } from './bundle-keeper.js';
 import { waitForIstiod, type FetchText } from './istiod-sync.js';
@@ -26,7 +26,7 @@ export interface LoopDeps {
   clock: Clock;
   random: () => number;
   log: Logger;
-  metrics: AgentMetrics;
+  metrics: MetricsRecorder;
   istiod?: { url: string; timeoutMs: number; fetchText: FetchText };
 }
 

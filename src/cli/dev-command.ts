@@ -12,18 +12,11 @@ import { loadSettings, type Settings } from '../config/settings.js';
 import { BUNDLE_FILES } from '../pki/bundle.js';
 import { DATA_LINK, GEN_DIR } from '../store/layout.js';
 import type { CliIo, RunMode } from './io.js';
+import { DEV_DEFAULTS } from './dev-defaults.js';
 import { withoutCredentials } from './redact.js';
 
-/** Defaults for `dev`: a short lifetime so rotation can be watched, files in ./cacerts. */
-export const DEV_DEFAULTS: Readonly<Record<string, string>> = {
-  CERT_DIR: 'cacerts',
-  CERT_TTL: '3m',
-  RENEW_BEFORE: '2m',
-  KEY_TYPE: 'ec',
-  METRICS_ADDR: '127.0.0.1:15099',
-  ISTIOD_METRICS_URL: '',
-  ROTATE_ENDPOINT: 'true',
-};
+export { DEV_DEFAULTS };
+
 
 /**
  * Removes what an earlier `dev` run published into `dir` (the agent's own names only: the visible

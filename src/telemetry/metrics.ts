@@ -18,10 +18,31 @@ export interface BundleFacts {
 }
 
 /**
- * The agent's metrics, set through what happened (an issuance, a failure, an adoption) rather than
- * through individual gauges, so every caller keeps them consistent. The gauges themselves are private.
+ * What the agent records as things happen (an issuance, a failure, an adoption) rather than individual
+ * gauges, so every caller keeps them consistent. AgentMetrics keeps it for /metrics; `init`, which
+ * serves no metrics, discards it (discarded-metrics.ts).
  */
-export class AgentMetrics {
+export interface MetricsRecorder {
+  /** Sets what `ready` reports at each scrape. */
+  setReadyProbe(fn: () => boolean): void;
+  /** Callback shape the Vault transport reports each request with. */
+  observeVault(operation: string, code: string, seconds: number): void;
+  /** A new bundle was published: it is what istiod uses from now on. */
+  recordIssued(o: { at: number; bundle: BundleFacts; grantedMs: number; requestedTtlMs: number | undefined; tokenExpiresAt: number | undefined }): void;
+  /** A valid bundle found on disk was adopted (nothing was issued). */
+  recordAdopted(o: { at: number; bundle: BundleFacts; lifetimeMs: number }): void;
+  /** The renewal time moved without a new bundle (a refusal pushed it, a hold). */
+  recordRenewalAt(renewAt: number | undefined): void;
+  /** An attempt failed; nothing was published. */
+  recordFailure(reason: FailureReason): void;
+  /** Whether istiod reports the published intermediate; undefined when it cannot be told. */
+  recordIstiodSync(state: boolean | undefined): void;
+  /** Where a root rotation stands (see src/agent/root-rotation.ts). */
+  recordRootRotation(o: { phase: string; nextAt: number | undefined; restartRequired: boolean }): void;
+}
+
+/** The agent's metrics in a prom-client Registry, served on /metrics. The gauges themselves are private. */
+export class AgentMetrics implements MetricsRecorder {
   readonly registry = new Registry();
   private readonly certExpiration: Gauge<'cert'>;
   private readonly renewalTime: Gauge;

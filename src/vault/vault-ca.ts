@@ -5,6 +5,7 @@
  */
 import { listIssuers, readIssuer, signIntermediate, type IssuerEntry, type IssuerInfo, type SignIntermediateParams, type SignIntermediateResult } from './pki-api.js';
 import { openConnection, type ConnectionOptions, type VaultConnection } from './vault-connection.js';
+import type { VaultTransport } from './transport.js';
 
 export interface VaultCa extends VaultConnection {
   /** Certificate and chain of the issuer PKI_SIGN_PATH signs with, or of issuer `ref` (logs in if needed). */
@@ -27,8 +28,8 @@ export interface VaultCaOptions extends ConnectionOptions {
   issuerRef: string;
 }
 
-export function createVaultCa(opts: VaultCaOptions): VaultCa {
-  const { transport, session, connection } = openConnection(opts);
+export function createVaultCa(opts: VaultCaOptions, transport: VaultTransport): VaultCa {
+  const { session, connection } = openConnection(opts, transport);
   return {
     ...connection,
     readIssuer: (signal, ref) => session.withToken((token) => readIssuer(transport, opts.pkiMount, ref ?? opts.issuerRef, token, signal), signal),

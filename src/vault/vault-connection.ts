@@ -7,7 +7,7 @@ import type { Clock } from '../common/clock.js';
 import type { AuthSpec } from './auth.js';
 import { vaultState, type VaultState } from './health.js';
 import { TokenSession, type TokenSessionLogger } from './token-session.js';
-import { createVaultTransport, type TransportOptions, type VaultTransport } from './transport.js';
+import type { TransportOptions, VaultTransport } from './transport.js';
 
 export interface VaultConnection {
   /** Epoch ms at which the current Vault token expires, if known. */
@@ -28,12 +28,14 @@ export interface ConnectionOptions extends TransportOptions {
   log: TokenSessionLogger;
 }
 
-/** The transport and token session every call goes through, and the VaultConnection over them. */
-export function openConnection(opts: ConnectionOptions): { transport: VaultTransport; session: TokenSession; connection: VaultConnection } {
-  const transport = createVaultTransport(opts);
+/**
+ * The token session every call goes through, and the VaultConnection over it. `transport` is made with the
+ * same options (createVaultTransport); the caller imports it, with node-vault and node:http(s), when it
+ * composes the agent (src/main.ts says why this module must not).
+ */
+export function openConnection(opts: ConnectionOptions, transport: VaultTransport): { session: TokenSession; connection: VaultConnection } {
   const session = new TokenSession(transport, opts.auth, opts.clock, opts.log);
   return {
-    transport,
     session,
     connection: {
       tokenExpiresAt: () => session.expiresAt(),

@@ -6,6 +6,7 @@
  */
 import { findKvMount, readKvCurrentVersion, readKvSecret, type KvMount, type KvSecret } from './kv-api.js';
 import { readPkiCertificates, type PkiCertificates } from './pki-api.js';
+import type { VaultTransport } from './transport.js';
 import { openConnection, type ConnectionOptions, type VaultConnection } from './vault-connection.js';
 
 export interface VaultReader extends VaultConnection {
@@ -20,8 +21,9 @@ export interface VaultReader extends VaultConnection {
   readPki(path: string, setting: string, signal?: AbortSignal): Promise<PkiCertificates>;
 }
 
-export function createVaultReader(opts: ConnectionOptions): VaultReader {
-  const { transport, session, connection } = openConnection(opts);
+/** `transport` is made with the same options (createVaultTransport), as for createVaultCa. */
+export function createVaultReader(opts: ConnectionOptions, transport: VaultTransport): VaultReader {
+  const { session, connection } = openConnection(opts, transport);
   // A mount's type and version do not change under a running agent; found once per path.
   const mounts = new Map<string, KvMount>();
   const mountOf = async (path: string, setting: string, token: string, signal?: AbortSignal) => {

@@ -1,5 +1,5 @@
 /**
- * Runs the built agent (dist/istiod-vault-agent.mjs, exactly what the image's ENTRYPOINT runs) as a
+ * Runs the built agent (dist/istiod-vault-agent.mjs; the image starts a snapshot of the same sources) as a
  * child process, captures its JSON log lines and exit code, and lets a test wait for a log line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';

@@ -1,15 +1,15 @@
 /**
  * The image, without a Docker engine: image/Dockerfile is parsed and held to its contract (multi-stage,
- * bases pinned by digest, distroless Node LTS runtime, OCI labels, UID 1337, exec-form ENTRYPOINT, no RUN
- * in the runtime stage), and the bundle is run EXACTLY as the parsed ENTRYPOINT and CMD say: the runtime
- * stage's files (its COPY instructions) laid out under a scratch root with no node_modules anywhere
- * above, the base image's node at /nodejs/bin/node stood in by this Node, with the settings the
- * kustomize ConfigMap and container env would give it (pointed at the test OpenBao with jwt auth).
- * scripts/pin-base-images.sh is checked against a stand-in for `crane` (no registry is reachable here).
+ * a distroless runtime pinned by digest, every Node stage on NODE_VERSION, OCI labels, UID 1337,
+ * exec-form ENTRYPOINT, no RUN in the runtime stage), and the ENTRYPOINT is run on what the runtime stage
+ * holds (test/helpers/image-launch.ts reproduces the snapshot stage with the image's Node.js) with the
+ * args the manifests give and the environment the kustomize ConfigMap and container env would give it
+ * (pointed at the test OpenBao with jwt auth). scripts/pin-base-images.sh is checked against a stand-in
+ * for `crane` (no registry is reachable here).
  */
 import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import { builtinModules } from 'node:module';
 import os from 'node:os';
@@ -19,11 +19,12 @@ import YAML from 'yaml';
 import pkg from '../../package.json' with { type: 'json' };
 import { BUNDLE, cleanEnv, type LogLine } from '../helpers/agent-process.js';
 import { containerEnv } from '../helpers/container-env.js';
+import { buildLocalImage, imageNode, readImageStartup } from '../helpers/image-launch.js';
 import { useOpenBao } from '../helpers/openbao.js';
 
 const DOCKERFILE = path.resolve('image/Dockerfile');
-/** Where the distroless Node.js images keep node (their own ENTRYPOINT is this binary). */
-const BASE_IMAGE_NODE = '/nodejs/bin/node';
+/** Where the distroless runtime keeps node (the distroless Node.js images' own ENTRYPOINT is this binary). */
+const CONTAINER_NODE = '/nodejs/bin/node';
 const DIGEST = /@sha256:[0-9a-f]{64}$/;
 
 interface Instruction {
@@ -106,63 +107,49 @@ function execForm(runtime: Stage): { entrypoint: string[]; cmd: string[] } {
   return { entrypoint: parse(entry), cmd: parse(last('CMD')) };
 }
 
-/**
- * The files the runtime stage adds, as image path -> repository path: each `COPY --from=<build stage>
- * <src> <dest>` where <src> is under the build stage's WORKDIR, whose content there is the repository's
- * (the build stage copies the sources in and builds them the way `npm run build` does here).
- */
-function runtimeFiles(runtime: Stage, build: Stage): Map<string, string> {
-  const workdir = build.body.filter((i) => i.op === 'WORKDIR').at(-1)?.args ?? '/';
-  const files = new Map<string, string>();
-  for (const c of runtime.body.filter((i) => i.op === 'COPY')) {
-    const parts = c.args.split(/\s+/);
-    expect(parts.find((p) => p.startsWith('--from=')), `${c.args}: copies from the build stage`).toBe(`--from=${build.name}`);
-    const [src, dest] = parts.filter((p) => !p.startsWith('--'));
-    expect(src!.startsWith(`${workdir}/`), `${src} is under the build stage's WORKDIR ${workdir}`).toBe(true);
-    files.set(dest!, path.resolve(path.posix.relative(workdir, src!)));
-  }
-  return files;
-}
-
 describe('image/Dockerfile', () => {
   const ins = parseDockerfile(readFileSync(DOCKERFILE, 'utf8'));
   const st = stages(ins);
   const runtime = st.at(-1)!;
   const build = st[0]!;
 
-  it('is multi-stage with bases pinned by tag AND digest: a Node build stage and a distroless Node LTS runtime', () => {
+  it('is multi-stage with pinned bases: a distroless runtime by tag AND digest, every Node stage the one NODE_VERSION', () => {
     expect(st.length).toBeGreaterThanOrEqual(2);
     for (const s of st) {
-      expect(s.from, `${s.from} must be pinned by digest`).toMatch(DIGEST);
       const tag = tagOf(s.from.replace(DIGEST, ''));
-      expect(tag, `${s.from} must name a tag too (it says what the digest is)`).toBeDefined();
+      expect(tag, `${s.from} must name a tag (it says what the image is)`).toBeDefined();
       expect(tag).not.toBe('latest');
+      if (s.from.includes('@')) expect(s.from, `${s.from}: a well-formed digest`).toMatch(DIGEST);
     }
-    const runtimeMatch = /^gcr\.io\/distroless\/nodejs(22|24)-debian1[23]:/.exec(runtime.from);
-    expect(runtimeMatch, runtime.from).not.toBeNull();
-    // The build stage names an exact Node version of the same major as the runtime.
-    const buildMatch = /^node:(\d+)\.\d+\.\d+-/.exec(build.from);
-    expect(buildMatch, build.from).not.toBeNull();
-    expect(buildMatch![1]).toBe(runtimeMatch![1]);
-    expect(Number(runtimeMatch![1]) % 2, 'an LTS (even) Node major').toBe(0);
+    expect(runtime.from, `${runtime.from} must be pinned by digest`).toMatch(DIGEST);
+    expect(runtime.from, runtime.from).toMatch(/^gcr\.io\/distroless\/(cc|nodejs(22|24))-debian1[23]:/);
+    // Every Node stage names NODE_VERSION exactly (the runtime's node and the snapshot come from that
+    // image: test/integration/image-startup.test.ts), an LTS (even) major; the build stage refuses an
+    // image that runs another version.
+    const nodeVersion = readImageStartup().nodeVersion;
+    const versions = new Set(st.slice(0, -1).map((s) => /^node:(\d+\.\d+\.\d+)-/.exec(s.from)?.[1]));
+    expect([...versions], build.from).toEqual([nodeVersion]);
+    expect(Number(nodeVersion.split('.')[0]) % 2, 'an LTS (even) Node major').toBe(0);
+    expect(build.body.find((i) => i.op === 'RUN')?.args, 'the first RUN checks the Node.js version').toMatch(/node --version.*"v\$NODE_VERSION".*exit 1/);
   });
 
-  it('bundles with npm ci + npm run build and copies only the bundle into the runtime', () => {
+  it('bundles with npm ci + npm run build and copies only node and the snapshot into the runtime', () => {
     const runs = build.body.filter((i) => i.op === 'RUN').map((i) => i.args);
     expect(runs.some((r) => /\bnpm ci\b/.test(r))).toBe(true);
     expect(runs.some((r) => /\bnpm run build\b/.test(r))).toBe(true);
-    const copies = runtime.body.filter((i) => i.op === 'COPY');
-    expect(copies).toHaveLength(1);
-    expect(copies[0]!.args).toMatch(new RegExp(`--from=${build.name}\\b`));
-    expect(copies[0]!.args).toMatch(/\/dist\/istiod-vault-agent\.mjs \/app\/istiod-vault-agent\.mjs$/);
+    const copies = runtime.body.filter((i) => i.op === 'COPY').map((i) => i.args);
+    expect(copies).toHaveLength(2);
+    for (const c of copies) expect(c).toMatch(/--from=snapshot\b/);
+    expect(copies[0]).toMatch(/ \/usr\/local\/bin\/node \/nodejs\/bin\/node$/);
+    expect(copies[1]).toMatch(/ \/app\/istiod-vault-agent\.blob \/app\/istiod-vault-agent\.blob$/);
     expect(runtime.body.filter((i) => i.op === 'RUN'), 'distroless has no shell').toEqual([]);
   });
 
-  it('runs as 1337:1337 with an exec-form ENTRYPOINT of the base image\'s node', () => {
+  it('runs as 1337:1337 with an exec-form ENTRYPOINT of node on the snapshot', () => {
     const users = runtime.body.filter((i) => i.op === 'USER');
     expect(users.at(-1)?.args).toBe('1337:1337');
     const { entrypoint, cmd } = execForm(runtime);
-    expect(entrypoint[0]).toBe(BASE_IMAGE_NODE);
+    expect(entrypoint[0]).toBe(CONTAINER_NODE);
     expect(Array.isArray(cmd)).toBe(true);
   });
 
@@ -174,12 +161,12 @@ describe('image/Dockerfile', () => {
       'org.opencontainers.image.version': '${VERSION}',
       'org.opencontainers.image.revision': '${REVISION}',
       'org.opencontainers.image.source': '${SOURCE_URL}',
-      'org.opencontainers.image.base.name': '${NODE_RUNTIME_IMAGE}',
+      'org.opencontainers.image.base.name': '${RUNTIME_IMAGE}',
     });
     // Every label's build arg is declared in the runtime stage (a global ARG is not visible in a stage
     // unless re-declared), and VERSION defaults to the package's version, which the build stage checks.
     const stageArgs = runtime.body.filter((i) => i.op === 'ARG').map((i) => i.args.split('=')[0]);
-    for (const v of ['VERSION', 'REVISION', 'SOURCE_URL', 'NODE_RUNTIME_IMAGE']) expect(stageArgs, v).toContain(v);
+    for (const v of ['VERSION', 'REVISION', 'SOURCE_URL', 'RUNTIME_IMAGE']) expect(stageArgs, v).toContain(v);
     const globalVersion = ins.slice(0, ins.findIndex((i) => i.op === 'FROM')).find((i) => i.op === 'ARG' && i.args.startsWith('VERSION='));
     expect(globalVersion?.args).toBe(`VERSION=${pkg.version}`);
     expect(build.body.find((i) => i.op === 'RUN' && /npm run build/.test(i.args))?.args).toMatch(/\$v" != "\$VERSION".*exit 1/);
@@ -214,26 +201,32 @@ describe('scripts/pin-base-images.sh', () => {
 
   const pinned = () => stages(parseDockerfile(readFileSync(DOCKERFILE, 'utf8'))).map((x) => x.from);
 
-  it('--check passes when the pins are the tags\' digests, and fails naming the one that moved', async () => {
-    const [buildRef, runtimeRef] = pinned() as [string, string];
-    const current = Object.fromEntries([buildRef, runtimeRef].map((r) => [r.replace(DIGEST, ''), r.slice(r.indexOf('@') + 1)]));
-    await withCrane(current, async (env) => {
+  it('pins every base to its tag\'s digest, --check then passes, and fails naming the one that moved', async () => {
+    const refs = pinned().filter((r, i, all) => all.indexOf(r) === i);
+    const tagged = refs.map((r) => r.replace(DIGEST, ''));
+    const digests = Object.fromEntries(tagged.map((t, i) => [t, `sha256:${String.fromCharCode(97 + i).repeat(64)}`]));
+    await withCrane(digests, async (env, dockerfile) => {
+      const unpinned = tagged.filter((t) => !refs.includes(`${t}@${digests[t]}`));
+      const first = spawnSync(SCRIPT, ['--check'], { env, encoding: 'utf8' });
+      expect(first.status, '--check fails while a pin is missing or stale').toBe(unpinned.length ? 1 : 0);
+      expect(await fs.readFile(dockerfile, 'utf8'), '--check changes nothing').toBe(readFileSync(DOCKERFILE, 'utf8'));
+      const pin = spawnSync(SCRIPT, [], { env, encoding: 'utf8' });
+      expect(pin.status, pin.stderr).toBe(0);
+      const after = await fs.readFile(dockerfile, 'utf8');
+      // Exactly the two ARG lines change, each keeping its tag.
+      expect(after).toContain(`ARG NODE_BUILD_IMAGE=${tagged[0]}@${digests[tagged[0]!]}`);
+      expect(after).toContain(`ARG RUNTIME_IMAGE=${tagged.at(-1)}@${digests[tagged.at(-1)!]}`);
+      expect(after.split('\n').length).toBe(readFileSync(DOCKERFILE, 'utf8').split('\n').length);
       const ok = spawnSync(SCRIPT, ['--check'], { env, encoding: 'utf8' });
       expect(ok.status, ok.stderr).toBe(0);
     });
-    const moved = { ...current, [runtimeRef.replace(DIGEST, '')]: `sha256:${'b'.repeat(64)}` };
-    await withCrane(moved, async (env, dockerfile) => {
+    const runtimeTag = tagged.at(-1)!;
+    await withCrane({ ...digests, [runtimeTag]: `sha256:${'f'.repeat(64)}` }, async (env, dockerfile) => {
+      expect(spawnSync(SCRIPT, [], { env, encoding: 'utf8' }).status).toBe(0);
+      await fs.writeFile(dockerfile, (await fs.readFile(dockerfile, 'utf8')).replace(`sha256:${'f'.repeat(64)}`, digests[runtimeTag]!));
       const stale = spawnSync(SCRIPT, ['--check'], { env, encoding: 'utf8' });
       expect(stale.status).toBe(1);
-      expect(stale.stderr).toContain(`${runtimeRef.replace(DIGEST, '')}: ${runtimeRef.slice(runtimeRef.indexOf('@') + 1)} -> sha256:${'b'.repeat(64)}`);
-      expect(await fs.readFile(dockerfile, 'utf8'), '--check changes nothing').toBe(readFileSync(DOCKERFILE, 'utf8'));
-      // Without --check it rewrites exactly that ARG, keeping the tag.
-      const fix = spawnSync(SCRIPT, [], { env, encoding: 'utf8' });
-      expect(fix.status, fix.stderr).toBe(0);
-      const after = await fs.readFile(dockerfile, 'utf8');
-      expect(after).toContain(`ARG NODE_RUNTIME_IMAGE=${runtimeRef.replace(DIGEST, '')}@sha256:${'b'.repeat(64)}`);
-      expect(after).toContain(`ARG NODE_BUILD_IMAGE=${buildRef}`);
-      expect(after.split('\n').length).toBe(readFileSync(DOCKERFILE, 'utf8').split('\n').length);
+      expect(stale.stderr).toContain(`${runtimeTag}: ${digests[runtimeTag]} -> sha256:${'f'.repeat(64)}`);
     });
   });
 
@@ -247,6 +240,7 @@ describe('scripts/pin-base-images.sh', () => {
 });
 
 const bao = useOpenBao();
+const imageNodeBin = imageNode();
 
 /** What the bundle still imports at run time, from esbuild's metafile (minified code hides the names). */
 function externalSpecifiers(): string[] {
@@ -263,42 +257,14 @@ describe.skipIf(!bao.available)('the bundle run as the ENTRYPOINT runs it', () =
     expect(externalSpecifiers()).toEqual(['supports-color']);
   });
 
-  it('runs the parsed ENTRYPOINT + CMD, then ENTRYPOINT + the manifests\' args, from the image\'s files alone', async () => {
-    const st = stages(parseDockerfile(readFileSync(DOCKERFILE, 'utf8')));
-    const runtime = st.at(-1)!;
-    const { entrypoint, cmd } = execForm(runtime);
-    const imageFiles = runtimeFiles(runtime, st[0]!);
-    expect(imageFiles.get('/app/istiod-vault-agent.mjs')).toBe(BUNDLE);
+  // The image's start-up (snapshot stage, Node.js version) is image-startup.test.ts's; here the ENTRYPOINT
+  // meets the manifests: their args and the environment Kubernetes computes for the containers.
+  it.skipIf(!imageNodeBin)('runs the ENTRYPOINT + CMD, then ENTRYPOINT + the manifests\' args, from the image\'s files alone', async () => {
     const root = await fs.mkdtemp(path.join(os.tmpdir(), 'ivagent-image-'));
     try {
-      // The image's filesystem as far as the agent is concerned: what the runtime stage copies, under a
-      // scratch root; nothing up the tree has node_modules.
-      for (const [dest, src] of imageFiles) {
-        await fs.mkdir(path.join(root, path.dirname(dest)), { recursive: true });
-        await fs.copyFile(src, path.join(root, dest));
-      }
-      for (let d = root; ; d = path.dirname(d)) {
-        expect(existsSync(path.join(d, 'node_modules')), `${d}/node_modules`).toBe(false);
-        if (path.dirname(d) === d) break;
-      }
-      const workdir = path.join(root, runtime.body.filter((i) => i.op === 'WORKDIR').at(-1)?.args ?? '/');
-      /** argv as the container runtime would exec it, mapped onto the scratch root. */
-      const argv = (args: string[]) =>
-        [...entrypoint, ...args].map((a, i) => {
-          if (i === 0) {
-            expect(a).toBe(BASE_IMAGE_NODE);
-            return process.execPath;
-          }
-          if (i < entrypoint.length && a.startsWith('/')) {
-            expect(imageFiles.has(a), `ENTRYPOINT names ${a}, which the runtime stage does not contain`).toBe(true);
-            return path.join(root, a);
-          }
-          return a;
-        });
-      const exec = (args: string[], env: Record<string, string>) => {
-        const [bin, ...rest] = argv(args);
-        return spawnSync(bin!, rest, { cwd: workdir, env, encoding: 'utf8', timeout: 60_000 });
-      };
+      const image = buildLocalImage(imageNodeBin!, path.dirname(BUNDLE), path.join(root, 'app'));
+      const { entrypoint, cmd } = image;
+      const exec = (args: string[], env: Record<string, string>) => spawnSync(entrypoint[0]!, [...entrypoint.slice(1), ...args], { cwd: image.appDir, env, encoding: 'utf8', timeout: 60_000 });
 
       const bare = exec(cmd, cleanEnv({}));
       expect(bare.status, `ENTRYPOINT + CMD (${cmd.join(' ')}) exits 0`).toBe(0);
