@@ -50,7 +50,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/dev/dev-server.js';
-import { BUNDLE, cleanEnv, runAgent, startAgent, type AgentRun } from '../helpers/agent-process.js';
+import { BUNDLE, cleanEnv, isFailure, isKeeping, isPublished, nextLine, runAgent, startAgent, type AgentRun } from '../helpers/agent-process.js';
 import { httpGet } from '../helpers/metrics-text.js';
 import { useOpenBao } from '../helpers/openbao.js';
 import { VISIBLE, judgeDir, snapshot } from './support/cert-dir.js';
@@ -58,7 +58,6 @@ import { x509 } from '../../src/pki/x509.js';
 import { startFaultProxy, type FaultProxy } from './support/fault-proxy.js';
 import { AFTER_SEED, DUE_SEED } from './support/lifetimes.js';
 import { runAgentKilledAt, straceUnavailable } from './support/strace.js';
-import { isFailure, isKeeping, isPublished, nextLine } from './support/wait.js';
 
 const bao = useOpenBao();
 

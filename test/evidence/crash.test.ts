@@ -28,11 +28,11 @@ import { BUNDLE_FILES } from '../../src/pki/bundle.js';
 import { TMP_SUFFIX, generationTime } from '../../src/store/layout.js';
 import { BUNDLE, cleanEnv, runAgent, startAgent, type AgentRun } from '../helpers/agent-process.js';
 import { useOpenBao } from '../helpers/openbao.js';
+import { passTime } from '../helpers/wait.js';
 import { genEntries, judgeDir, snapshot } from './support/cert-dir.js';
 import { AFTER_SEED, DUE_SEED } from './support/lifetimes.js';
 import { publishEvidence, table } from './support/report.js';
 import { runAgentKilledAt, straceUnavailable, type CrashPoint } from './support/strace.js';
-import { sleep } from './support/wait.js';
 
 const bao = useOpenBao();
 const TARGET_PUBLISHES = 200;
@@ -95,21 +95,24 @@ interface LoopStats {
   problems: string[];
 }
 
-/** Kills the agent at a moment chosen by `mode`. */
+/**
+ * Kills the agent at a moment chosen by `mode`: after an event (a step, a publish), then a random
+ * length of time; the random moment is what is tested, so those waits are time (passTime) on purpose.
+ */
 async function killAtRandom(a: AgentRun, mode: Mode): Promise<void> {
   const published = () => a.lines.filter((l) => l.msg === 'published a new intermediate').length;
   if (mode === 'start') {
-    await sleep(rand(0, 400));
+    await passTime(rand(0, 400));
   } else if (mode === 'publish') {
     // The 'verify done' line is written synchronously right before writer.publish() starts.
     const k = 1 + Math.floor(Math.random() * 4);
     await a.waitFor(() => a.lines.filter((l) => l.step === 'verify').length >= k, 10_000).catch(() => undefined);
     const d = rand(0, 60);
-    if (d >= 1) await sleep(d);
+    if (d >= 1) await passTime(d);
   } else {
     const n = 1 + Math.floor(Math.random() * 5);
     await a.waitFor(() => published() >= n, 15_000).catch(() => undefined);
-    await sleep(rand(0, 400));
+    await passTime(rand(0, 400));
   }
   a.kill('SIGKILL');
   await a.exit;

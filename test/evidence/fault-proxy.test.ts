@@ -26,14 +26,14 @@ import { DEV_POLICY } from '../../src/dev/dev-environment.js';
 import { freePort } from '../../src/dev/dev-server.js';
 import { x509 } from '../../src/pki/x509.js';
 import { MAX_RESPONSE_BYTES } from '../../src/vault/transport.js';
-import { cleanEnv, startAgent, type AgentRun } from '../helpers/agent-process.js';
+import { cleanEnv, isFailure, isKeeping, isPublished, nextLine, startAgent, type AgentRun } from '../helpers/agent-process.js';
 import { httpGet, sample } from '../helpers/metrics-text.js';
 import { useOpenBao } from '../helpers/openbao.js';
+import { findSecrets } from '../helpers/secret-fragments.js';
 import { judgeDir, keysOnDisk, sameSnapshot, snapshot, type Snapshot } from './support/cert-dir.js';
 import { startFaultProxy, type FaultProxy, type RewriteContext, type Rule } from './support/fault-proxy.js';
 import { csrPublicKey, freshCsr, importRoot, makeLabRoot, mint, type LabCa } from './support/pki-lab.js';
-import { findSecrets, publishEvidence, table } from './support/report.js';
-import { isFailure, isKeeping, isPublished, nextLine } from './support/wait.js';
+import { publishEvidence, table } from './support/report.js';
 
 const MOUNT = 'pki-ev';
 const SIGN = `/v1/${MOUNT}/root/sign-intermediate`;

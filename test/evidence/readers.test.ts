@@ -25,13 +25,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../../src/dev/dev-server.js';
-import { cleanEnv, startAgent } from '../helpers/agent-process.js';
+import { cleanEnv, isPublished, nextLine, startAgent } from '../helpers/agent-process.js';
 import { httpGet } from '../helpers/metrics-text.js';
 import { useOpenBao } from '../helpers/openbao.js';
+import { passTime, waitFor } from '../helpers/wait.js';
 import { genEntries, judgeDir } from './support/cert-dir.js';
 import { startReader, type ReaderStats } from './support/readers.js';
 import { publishEvidence, table } from './support/report.js';
-import { isPublished, nextLine, sleep } from './support/wait.js';
 
 const bao = useOpenBao();
 const DURATION_MS = 40_000;
@@ -62,8 +62,9 @@ describe.skipIf(!bao.available)('concurrent readers during renewals', () => {
         const pub = await nextLine(agent, isPublished, asked, 20_000);
         expect(pub, `rotation ${requested} published`).toBeDefined();
         // The istiod-like reader reloads this publish before the next one is asked for.
-        await waitUntil(() => istiodReader.reloads.includes(String(pub!.line.serial)), 20_000);
-        await sleep(700 + Math.random() * 300);
+        await waitFor(() => istiodReader.reloads.includes(String(pub!.line.serial)), { what: `the istiod-like reader to reload ${String(pub!.line.serial)}`, timeoutMs: 20_000, intervalMs: 20 });
+        // The pace of the rotations is what this suite sets (0.7-1 s apart), not a wait for something.
+        await passTime(700 + Math.random() * 300);
       }
       const stats = await Promise.all(readers.map((r) => r.stop()));
       const publishes = agent.lines.slice(from).filter(isPublished);
@@ -117,12 +118,3 @@ describe.skipIf(!bao.available)('concurrent readers during renewals', () => {
     }
   }, 120_000);
 });
-
-/** Polls `cond` every 20 ms until true; throws after `timeoutMs`. */
-async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}

@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { giveUp, waitFor } from './wait.js';
 
 /** The built bundle; IVA_TEST_BUNDLE points the suite at another build (e.g. to show a test fails on an older one). */
 export const BUNDLE = path.resolve(process.env.IVA_TEST_BUNDLE ?? 'dist/istiod-vault-agent.mjs');
@@ -103,6 +104,23 @@ export function startAgent(args: string[], env: Record<string, string>, opts: St
   child.stderr!.on('data', (d: Buffer) => (run.stderr += d.toString()));
   return run;
 }
+
+/**
+ * The first line at index >= `from` matching `pred`, with its index; undefined when the agent exits
+ * without one or `timeoutMs` passes (for suites that count a missing line instead of failing at once).
+ */
+export async function nextLine(a: AgentRun, pred: (l: LogLine) => boolean, from: number, timeoutMs: number): Promise<{ line: LogLine; index: number } | undefined> {
+  return waitFor(() => {
+    for (let i = from; i < a.lines.length; i++) if (pred(a.lines[i]!)) return { line: a.lines[i]!, index: i };
+    if (a.child.exitCode !== null || a.child.signalCode !== null) giveUp('the agent exited');
+  }, { what: 'a matching log line', timeoutMs, intervalMs: 10 }).catch(() => undefined);
+}
+
+export const isPublished = (l: LogLine) => l.msg === 'published a new intermediate';
+/** A failed attempt: one line, a warning while a retry can help, an error when a person must act. */
+export const isFailure = (l: LogLine) => (l.level === 'warn' || l.level === 'error') && String(l.msg).startsWith('issuance failed');
+/** The loop's failure line says what it keeps and when it retries (the same line as isFailure). */
+export const isKeeping = (l: LogLine) => isFailure(l) && l.retryInMs !== undefined;
 
 /** Runs to completion. */
 export async function runAgent(args: string[], env: Record<string, string>, timeoutMs = 60_000, opts: StartOptions = {}): Promise<AgentRun & { code: number | null }> {

@@ -4,6 +4,7 @@
  * so no fake-time wait is ever slept for real and no advance races the code it drives.
  */
 import { AbortedError, type Clock } from '../../src/common/clock.js';
+import { notYet, waitFor } from './wait.js';
 
 interface Timer {
   at: number;
@@ -52,11 +53,7 @@ export class FakeClock implements Clock {
    * not move fake time.
    */
   async waitForSleepers(n = 1, realMs = 10_000): Promise<void> {
-    const until = Date.now() + realMs;
-    while (this.timers.length < n) {
-      if (Date.now() > until) throw new Error(`expected ${n} armed timer(s), have ${this.timers.length}`);
-      await new Promise((r) => setTimeout(r, 1));
-    }
+    await waitFor(() => this.timers.length >= n || notYet(`${this.timers.length} armed`), { what: `${n} armed timer(s)`, timeoutMs: realMs, intervalMs: 1 });
   }
 
   /**
@@ -112,11 +109,10 @@ export class FakeClock implements Clock {
   }
 }
 
-/** Polls `cond` in real time (the code under test may be doing real async work) for up to `realMs`. */
+/**
+ * `waitFor` as fake-time tests need it: polls `cond` every millisecond of real time (the code under test
+ * may be doing real asynchronous work, key generation, file I/O) for up to `realMs`.
+ */
 export async function until(cond: () => boolean, realMs = 10_000): Promise<void> {
-  const deadline = Date.now() + realMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 1));
-  }
+  await waitFor(cond, { what: 'a condition of a fake-time test', timeoutMs: realMs, intervalMs: 1 });
 }

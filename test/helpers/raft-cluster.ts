@@ -28,6 +28,7 @@ import { freePort } from '../../src/dev/dev-server.js';
 import { DEV_ROLE, prepareAgentAccess, type AgentAccess } from '../../src/dev/dev-environment.js';
 import { startServerProcess, stopWhenTestFinishes, type ServerProcess } from './server-process.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
+import { notYet, waitFor } from './wait.js';
 
 export interface RaftNode {
   /** n1, n2, n3 (also its Raft node_id). */
@@ -100,23 +101,6 @@ function status(addr: string, urlPath: string): Promise<number | 'down'> {
     req.on('error', () => resolve('down'));
     req.on('timeout', () => req.destroy());
   });
-}
-
-/** Calls `probe` until it returns true (10 ms to `maxDelayMs` apart); rejects after `timeoutMs` with its last reason. */
-async function until(what: string, probe: () => Promise<true | string>, timeoutMs: number, maxDelayMs = 250): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let why: string;
-  for (let delay = 10; ; delay = Math.min(delay * 2, maxDelayMs)) {
-    try {
-      const r = await probe();
-      if (r === true) return;
-      why = r;
-    } catch (err) {
-      why = String(err);
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms (${why})`);
-    await new Promise((r) => setTimeout(r, delay));
-  }
 }
 
 function nodeConfig(o: { dir: string; name: string; addr: string; port: number; clusterPort: number; peers: readonly string[]; multiplier: number; extra: string }): string {
@@ -202,23 +186,20 @@ async function startOnce(o: RaftClusterOptions): Promise<RaftCluster> {
     if (res.status !== 200) throw new Error(`unsealing ${n.name}: HTTP ${res.status}`);
     await n.proc!.waitUntil(is([200, 429]), timeoutMs);
   };
-  const activeNode = async (ms = timeoutMs) => {
-    let found: RaftNode | undefined;
-    await until('an active node', async () => {
-      for (const n of running()) if ((await health(n)) === 200) return (found = n) && true;
-      return 'no node answers sys/health 200';
-    }, ms);
-    return found!;
-  };
+  const activeNode = (ms = timeoutMs) =>
+    waitFor(async () => {
+      for (const n of running()) if ((await health(n)) === 200) return n;
+      notYet('no node answers sys/health 200');
+    }, { what: 'an active node', timeoutMs: ms, intervalMs: 250 });
   const waitForVoters = async (ms = timeoutMs) => {
-    await until('all nodes voters', async () => {
+    await waitFor(async () => {
       const res = await (await cluster.api()).request('GET', 'sys/storage/raft/autopilot/state');
       const d = (res.body as { data?: { healthy: boolean; failure_tolerance: number; servers: Record<string, { status: string; healthy: boolean }> } }).data;
-      if (!d) return `autopilot state: HTTP ${res.status}`;
+      if (!d) notYet(`autopilot state: HTTP ${res.status}`);
       const servers = Object.values(d.servers);
       const voters = servers.filter((s) => s.healthy && (s.status === 'voter' || s.status === 'leader')).length;
-      return d.healthy && d.failure_tolerance >= 1 && voters === nodes.length ? true : `healthy ${d.healthy}, failure tolerance ${d.failure_tolerance}, ${voters} healthy voters`;
-    }, ms);
+      return (d.healthy && d.failure_tolerance >= 1 && voters === nodes.length) || notYet(`healthy ${d.healthy}, failure tolerance ${d.failure_tolerance}, ${voters} healthy voters`);
+    }, { what: 'all nodes voters', timeoutMs: ms, intervalMs: 250 });
   };
 
   const cluster: RaftCluster = {
@@ -231,13 +212,12 @@ async function startOnce(o: RaftClusterOptions): Promise<RaftCluster> {
     health,
     activeNode,
     async waitForNewLeader(not, ms = timeoutMs) {
-      let found: RaftNode | undefined;
-      await until('a new leader', async () => {
-        for (const n of running()) if (n !== not && (await health(n)) === 200) return (found = n) && true;
-        return 'no other node answers sys/health 200';
+      const node = await waitFor(async () => {
+        for (const n of running()) if (n !== not && (await health(n)) === 200) return n;
+        notYet('no other node answers sys/health 200');
         // Polled often: the moment it answers is a measurement.
-      }, ms, 50);
-      return { node: found!, seenAt: performance.now() };
+      }, { what: 'a new leader', timeoutMs: ms, intervalMs: 50 });
+      return { node, seenAt: performance.now() };
     },
     kill(n) {
       n.proc?.child.kill('SIGKILL');
@@ -289,10 +269,10 @@ async function startOnce(o: RaftClusterOptions): Promise<RaftCluster> {
     Object.assign(cluster, { access, env: access.env });
     // Standbys apply the Raft log a little after the active: the role was written last.
     for (const n of nodes) {
-      await until(`${n.name} serving the jwt role`, async () => {
+      await waitFor(async () => {
         const res = await api(n).request('GET', `auth/jwt/role/${DEV_ROLE}`);
-        return res.status === 200 ? true : `HTTP ${res.status}`;
-      }, timeoutMs);
+        return res.status === 200 || notYet(`HTTP ${res.status}`);
+      }, { what: `${n.name} serving the jwt role`, timeoutMs, intervalMs: 250 });
     }
     say('cluster ready');
     return cluster;

@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { onTestFinished } from 'vitest';
+import { giveUp, notYet, waitFor } from './wait.js';
 
 export interface ServerProcess {
   name: string;
@@ -103,20 +104,11 @@ export function startServerProcess(name: string, bin: string, args: string[], o:
       });
     },
     async waitUntil(probe, timeoutMs) {
-      const deadline = Date.now() + timeoutMs;
-      let why = '';
-      for (let delay = 10; ; delay = Math.min(delay * 2, 250)) {
-        if (gone) throw new Error(`${name} exited before it was ready (${why}); last lines:\n${tail()}`);
-        try {
-          const r = await probe();
-          if (r === true) return;
-          why = r;
-        } catch (err) {
-          why = String(err);
-        }
-        if (Date.now() > deadline) throw new Error(`${name} was not ready within ${timeoutMs} ms (${why}); last lines:\n${tail()}`);
-        await new Promise((r) => setTimeout(r, delay));
-      }
+      await waitFor(async () => {
+        if (gone) giveUp(`${name} exited`);
+        const r = await probe();
+        return r === true || notYet(r);
+      }, { what: `${name} to be ready`, timeoutMs, intervalMs: 250, detail: () => `last lines:\n${tail()}` });
     },
     stop: () =>
       (stopped ??= (async () => {

@@ -10,7 +10,8 @@ import { describe, expect, it } from 'vitest';
 import { checkCertDir } from '../../src/agent/check-dir.js';
 import { freePort } from '../../src/dev/dev-server.js';
 import { BUNDLE, type LogLine } from '../helpers/agent-process.js';
-import { eventually, httpGet } from '../helpers/metrics-text.js';
+import { httpGet } from '../helpers/metrics-text.js';
+import { waitFor } from '../helpers/wait.js';
 import { vaultBin } from '../helpers/tools.js';
 
 const bin = vaultBin();
@@ -31,12 +32,12 @@ describe.skipIf(!bin)('dev command', () => {
     const lines = () => stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine);
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     try {
-      await eventually(() => lines().some((l) => l.msg === 'published a new intermediate'), 30_000);
+      await waitFor(() => lines().some((l) => l.msg === 'published a new intermediate'), { what: 'a first publish', timeoutMs: 30_000 });
       const report = await checkCertDir(path.join(cwd, 'cacerts'), Date.now(), undefined);
       expect(report.ok, report.lines.join('\n')).toBe(true);
       expect(report.bundle!.intermediate.notAfter - report.bundle!.intermediate.notBefore).toBeLessThanOrEqual(4 * 60_000);
       expect((await httpGet(`http://127.0.0.1:${port}/rotate`, { method: 'POST' })).status).toBe(202);
-      await eventually(() => lines().filter((l) => l.msg === 'published a new intermediate').length === 2, 30_000);
+      await waitFor(() => lines().filter((l) => l.msg === 'published a new intermediate').length === 2, { what: 'a second publish', timeoutMs: 30_000 });
     } finally {
       child.kill('SIGTERM');
     }

@@ -18,6 +18,7 @@ import { buildLocalImage, imageNode, readImageStartup, type LocalImage } from '.
 import { httpGet, sample } from '../helpers/metrics-text.js';
 import { useOpenBao } from '../helpers/openbao.js';
 import { IN_CI } from '../helpers/tools.js';
+import { passTime, waitFor } from '../helpers/wait.js';
 
 const spec = readImageStartup();
 const node = imageNode();
@@ -128,7 +129,8 @@ describe.skipIf(!node)(`the agent started as the image's ENTRYPOINT starts it (N
     it('run serves metrics that describe this process, not the snapshot build', async () => {
       // prom-client reads the process start time when it loads: loaded into the snapshot it would report
       // the build's. Make the two times at least 2 s apart so that the check below can tell them apart.
-      while (Date.now() / 1000 < builtAtS + 2.5) await new Promise((r) => setTimeout(r, 100));
+      // Time itself is the point here: a wait for a moment, not for an event.
+      await passTime(builtAtS * 1000 + 2500 - Date.now());
       const certDir = path.join(base, 'run-cacerts');
       await fs.mkdir(certDir);
       const [cmd, ...rest] = image.entrypoint as [string, ...string[]];
@@ -145,13 +147,7 @@ describe.skipIf(!node)(`the agent started as the image's ENTRYPOINT starts it (N
           });
           child.once('exit', (code) => reject(new Error(`exited ${code} before serving: ${out}`)));
         });
-        const ready = async (): Promise<void> => {
-          for (;;) {
-            if ((await httpGet(`http://${addr}/readyz`)).status === 200) return;
-            await new Promise((r) => setTimeout(r, 100));
-          }
-        };
-        await ready();
+        await waitFor(async () => (await httpGet(`http://${addr}/readyz`)).status === 200, { what: '/readyz 200', timeoutMs: 30_000 });
         const text = (await httpGet(`http://${addr}/metrics`)).text;
         expect(sample(text, 'istiod_vault_agent_build_info', { version: pkg.version })).toBe(1);
         expect(sample(text, 'istiod_vault_agent_issuances_total', { result: 'success', reason: 'none' })).toBe(1);

@@ -14,6 +14,7 @@ import { freePort } from '../../src/dev/dev-server.js';
 import { cleanEnv, runAgent } from '../helpers/agent-process.js';
 import { useOpenBao } from '../helpers/openbao.js';
 import { DUMMY_CA_PEM, startTokenReviewServer, type TokenReviewServer } from '../helpers/tokenreview-server.js';
+import { waitFor } from '../helpers/wait.js';
 
 const bao = useOpenBao();
 let work: string;
@@ -77,7 +78,7 @@ describe.skipIf(!bao.available)('init: auth methods', () => {
     const token = await writeSaToken('k8s-token-2');
     const run = runAgent(['init'], cleanEnv({ ...base(), AUTH_METHOD: 'kubernetes', AUTH_MOUNT: 'kube-c1-mesh-auth', AUTH_ROLE: 'istiod', SA_TOKEN_PATH: token, CERT_DIR: dir }));
     // Heal the "API server" once the first review failed, during the quick retries.
-    while (tokenReview.reviews.length === before) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => tokenReview.reviews.length > before, { what: 'a first TokenReview', timeoutMs: 30_000, intervalMs: 10 });
     tokenReview.mode = 'ok';
     const res = await run;
     expect(res.code, res.stdout).toBe(0);

@@ -17,6 +17,7 @@ import { checkManifest } from '../../src/install/check-manifest.js';
 import { goTool } from '../helpers/go-tools.js';
 import { startKubeCluster, type KubeCluster } from '../helpers/kube-cluster.js';
 import { requireCommand } from '../helpers/tools.js';
+import { giveUp, waitFor } from '../helpers/wait.js';
 import { requireHelm } from '../manifests/support/helm.js';
 import { applyChartValues, chartRender, istioDiscoveryChart, type Release, type Render } from '../manifests/support/istio-releases.js';
 import { deployments, docs, HELM_DIR, kustomize, POST_RENDERER, REPO, type Obj } from '../manifests/support/render.js';
@@ -151,15 +152,14 @@ async function applyAndCheck(r: Rendered): Promise<void> {
  * service account yet (it reads an informer cache), up to 15 s.
  */
 async function createPod(pod: Obj): Promise<Obj> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
+  return waitFor(async () => {
     try {
       return JSON.parse(await kube().kubectlWithInput(JSON.stringify(pod), 'create', '-f', '-', '-o', 'json')) as Obj;
     } catch (err) {
-      if (!/error looking up service account/.test((err as Error).message) || Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 200));
+      if (!/error looking up service account/.test((err as Error).message)) giveUp(err as Error);
+      throw err;
     }
-  }
+  }, { what: `the pod ${String((pod.metadata as Obj | undefined)?.name)} to be created`, timeoutMs: 15_000, intervalMs: 200 });
 }
 
 const renderOf = (release: Release, render: Render) => chartRender(release, render);

@@ -12,7 +12,8 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/dev/dev-server.js';
 import { cleanEnv, startAgent, type AgentRun } from '../helpers/agent-process.js';
-import { eventually, httpGet, sample } from '../helpers/metrics-text.js';
+import { httpGet, sample } from '../helpers/metrics-text.js';
+import { waitFor } from '../helpers/wait.js';
 import { useOpenBao } from '../helpers/openbao.js';
 
 const bao = useOpenBao();
@@ -99,7 +100,7 @@ describe.skipIf(!bao.available)('istiod in sync', () => {
     let calls = 0;
     page = async () => (++calls < 3 ? istiodPage(1700000000) : istiodPage(await notAfterOnDisk()));
     const { a } = await run();
-    await eventually(() => a.lines.some((l) => l.msg === 'istiod loaded the new intermediate'), 20_000);
+    await waitFor(() => a.lines.some((l) => l.msg === 'istiod loaded the new intermediate'), { what: 'istiod to load the new intermediate', timeoutMs: 20_000 });
     expect(a.lines.some((l) => /re-publishing/.test(l.msg))).toBe(false);
   });
 });

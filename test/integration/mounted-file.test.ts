@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { watchMountedFile, type MountedFile } from '../../src/inputs/mounted-file.js';
-import { eventually } from '../helpers/metrics-text.js';
+import { waitFor } from '../helpers/wait.js';
 import { kubeletWrite } from '../helpers/kubelet-volume.js';
 
 let dir: string;
@@ -23,10 +23,10 @@ describe('watchMountedFile', () => {
     watched = await watchMountedFile(path.join(dir, 'ca.crt'), { onChange: (c) => changes.push(c) });
     expect(watched.current()).toBe('one');
     await kubeletWrite(dir, { 'ca.crt': 'two' });
-    await eventually(() => changes.length === 1, 5000, 20);
+    await waitFor(() => changes.length === 1, { what: 'one change', timeoutMs: 5000, intervalMs: 20 });
     expect(watched.current()).toBe('two');
     await kubeletWrite(dir, { 'ca.crt': 'three' });
-    await eventually(() => changes.length === 2, 5000, 20);
+    await waitFor(() => changes.length === 2, { what: 'two changes', timeoutMs: 5000, intervalMs: 20 });
     expect(changes).toEqual(['two', 'three']);
   });
 
@@ -36,12 +36,12 @@ describe('watchMountedFile', () => {
     const changes: string[] = [];
     watched = await watchMountedFile(file, { onChange: (c) => changes.push(c) });
     await fs.writeFile(file, 'b');
-    await eventually(() => changes.length === 1, 5000, 20);
+    await waitFor(() => changes.length === 1, { what: 'one change', timeoutMs: 5000, intervalMs: 20 });
     // An unrelated file changes in the same folder, then ours: the events are handled in order, so once
     // 'c' is reported the unrelated write has been handled too, and it reported nothing.
     await fs.writeFile(path.join(dir, 'unrelated'), 'x');
     await fs.writeFile(file, 'c');
-    await eventually(() => changes.length >= 2, 5000, 20);
+    await waitFor(() => changes.length >= 2, { what: 'two changes', timeoutMs: 5000, intervalMs: 20 });
     expect(changes).toEqual(['b', 'c']);
   });
 
@@ -51,7 +51,7 @@ describe('watchMountedFile', () => {
     const errors: unknown[] = [];
     watched = await watchMountedFile(file, { onError: (e) => errors.push(e) });
     await fs.rm(file);
-    await eventually(() => errors.length >= 1, 5000, 20);
+    await waitFor(() => errors.length >= 1, { what: 'an error', timeoutMs: 5000, intervalMs: 20 });
     expect(watched.current()).toBe('keep');
   });
 

@@ -13,7 +13,8 @@ import { freePort } from '../../src/dev/dev-server.js';
 import { certsFromPem } from '../../src/pki/cert-info.js';
 import { cleanEnv, runAgent, startAgent, type AgentRun } from '../helpers/agent-process.js';
 import { kubeletWrite } from '../helpers/kubelet-volume.js';
-import { eventually, httpGet, sample } from '../helpers/metrics-text.js';
+import { httpGet, sample } from '../helpers/metrics-text.js';
+import { waitFor } from '../helpers/wait.js';
 import { useOpenBao } from '../helpers/openbao.js';
 import { makeRoot } from '../helpers/test-pki.js';
 
@@ -81,7 +82,7 @@ describe('mounted inputs and root changes (plain HTTP Vault)', () => {
     await api.call('POST', 'sys/leases/revoke-prefix/auth/approle', {});
     await a.waitFor((l) => l.setting === 'APPROLE_SECRET_ID_FILE' && /changed on disk/.test(l.msg), 10_000);
     a.kill('SIGHUP');
-    await eventually(() => published(a) === 2, 30_000);
+    await waitFor(() => published(a) === 2, { what: 'a second publish', timeoutMs: 30_000 });
     expect(a.stdout).not.toContain(second);
     expect(a.stdout).not.toContain(first.secretId);
   });
@@ -100,7 +101,7 @@ describe('mounted inputs and root changes (plain HTTP Vault)', () => {
     // istiod runs without ISTIO_MULTIROOT_MESH here: the change waits for its restart, and the agent says so.
     const held = await a.waitFor((l) => l.restartRequired === true && /EXTRA_TRUST_ROOTS_FILE/.test(JSON.stringify(l.notes)), 30_000);
     expect(held.level).toBe('warn');
-    await eventually(() => published(a) === 2, 30_000);
+    await waitFor(() => published(a) === 2, { what: 'a second publish', timeoutMs: 30_000 });
     expect(await fs.readFile(path.join(dir, 'root-cert.pem'), 'utf8')).toBe(rootBytes);
   });
 

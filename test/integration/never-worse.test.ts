@@ -15,6 +15,7 @@ import { createToken, setupPki, signerPolicy, writePolicy } from '../../src/dev/
 import { cleanEnv, runAgent, startAgent } from '../helpers/agent-process.js';
 import { useOpenBao } from '../helpers/openbao.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
+import { waitFor } from '../helpers/wait.js';
 import { startFaultProxy } from '../evidence/support/fault-proxy.js';
 
 const bao = useOpenBao();
@@ -101,10 +102,7 @@ describe.skipIf(!bao.available)('Vault hanging or down', () => {
     expect(seed.code).toBe(0);
     const check = () => spawnSync(process.execPath, ['dist/istiod-vault-agent.mjs', 'check', dir, '--renew-before', '35s'], { encoding: 'utf8' });
     // Wait for the event "due" by asking `check`, not by sleeping a fixed time.
-    for (let i = 0; !/due now/.test(check().stdout); i++) {
-      expect(i).toBeLessThan(300);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await waitFor(() => /due now/.test(check().stdout), { what: '`check` to say "due now"', timeoutMs: 30_000 });
     const proxy = await startFaultProxy(bao.get().server.addr);
     try {
       proxy.setRules([{ match: '/v1/', fault: { kind: 'stall' } }]);

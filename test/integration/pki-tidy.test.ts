@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { certsFromPem } from '../../src/pki/cert-info.js';
 import { cleanEnv, runAgent } from '../helpers/agent-process.js';
-import { eventually } from '../helpers/metrics-text.js';
+import { waitFor } from '../helpers/wait.js';
 import { useOpenBao } from '../helpers/openbao.js';
 import { runSetup, setupArgs, startFakeCluster, type FakeCluster } from './support/vault-setup.js';
 
@@ -48,10 +48,10 @@ async function tidyNow(mount: string): Promise<TidyStatus> {
   const status = async () => ((await api.call('GET', `${mount}/tidy-status`)) as { data: TidyStatus }).data;
   const previous = (await status()).time_started;
   await api.call('POST', `${mount}/tidy`, { tidy_cert_store: true, safety_buffer: '1s' });
-  return eventually(async () => {
+  return waitFor(async () => {
     const s = await status();
     return s.time_started !== previous && s.state === 'Finished' ? s : undefined;
-  }, 20_000, 100);
+  }, { what: 'a finished tidy', timeoutMs: 20_000, intervalMs: 100 });
 }
 
 describe.skipIf(!bao.available)("PKI: the certificate store does not grow forever", () => {
@@ -88,12 +88,12 @@ describe.skipIf(!bao.available)("PKI: the certificate store does not grow foreve
 
     // Tidy until the short-lived ones are gone (they expire ~10 s after issuance; each tidy run is awaited).
     let deleted = 0;
-    const gone = await eventually(async () => {
+    const gone = await waitFor(async () => {
       const s = await tidyNow('pki');
       deleted += s.cert_store_deleted_count;
       const left = await storedSerials('pki');
       return short.every((i) => !left.includes(i.serial)) ? left : undefined;
-    }, 45_000, 250);
+    }, { what: 'the short-lived certificates tidied away', timeoutMs: 45_000, intervalMs: 250 });
     expect(gone).toContain(valid.serial);
     expect(deleted).toBeGreaterThanOrEqual(2);
     // Only expired ones went: nothing was removed before its notAfter.

@@ -20,6 +20,7 @@ import YAML from 'yaml';
 import { cleanEnv, startAgent, type AgentRun } from '../helpers/agent-process.js';
 import { useOpenBao } from '../helpers/openbao.js';
 import { requireCommand } from '../helpers/tools.js';
+import { waitFor } from '../helpers/wait.js';
 
 const bao = useOpenBao();
 const havePrometheus = requireCommand('prometheus', 'apt-get install -y prometheus');
@@ -46,23 +47,8 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `fn` every 250 ms until it returns something other than undefined; throws after `ms`. */
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(250);
-  }
-}
+/** Waits for `what` in Prometheus's answers (polled every 250 ms at most, for up to 20 s). */
+const inPrometheus = <T>(what: string, probe: () => Promise<T | undefined>) => waitFor(probe, { what, timeoutMs: 20_000, intervalMs: 250 });
 
 function notAfterSeconds(pem: string): number {
   return Date.parse(new X509Certificate(pem).validTo) / 1000;
@@ -168,9 +154,7 @@ describe.skipIf(!bao.available || !havePrometheus)('Prometheus scraping a runnin
     );
     prometheus.stdout!.on('data', (d: Buffer) => (promLog += d.toString()));
     prometheus.stderr!.on('data', (d: Buffer) => (promLog += d.toString()));
-    await eventually('Prometheus to be ready', async () => ((await fetch(`${promUrl}/-/ready`).catch(() => undefined))?.ok ? true : undefined), 20_000).catch((err: Error) => {
-      throw new Error(`${err.message}\n${promLog.slice(-2000)}`);
-    });
+    await waitFor(async () => (await fetch(`${promUrl}/-/ready`).catch(() => undefined))?.ok, { what: 'Prometheus to be ready', timeoutMs: 20_000, intervalMs: 250, detail: () => promLog.slice(-2000) });
   });
 
   afterAll(async () => {
@@ -190,7 +174,7 @@ describe.skipIf(!bao.available || !havePrometheus)('Prometheus scraping a runnin
   it('reports the notAfter of the intermediate and root the agent wrote', async () => {
     const ca = await fs.readFile(path.join(certDir, 'ca-cert.pem'), 'utf8');
     const root = await fs.readFile(path.join(certDir, 'root-cert.pem'), 'utf8');
-    const intermediate = await eventually('the intermediate expiry in Prometheus', async () => (await query('istiod_vault_agent_cert_expiration_timestamp_seconds{cert="intermediate"}'))[0]);
+    const intermediate = await inPrometheus('the intermediate expiry in Prometheus', async () => (await query('istiod_vault_agent_cert_expiration_timestamp_seconds{cert="intermediate"}'))[0]);
     expect(Number(intermediate.value[1])).toBe(notAfterSeconds(ca));
     expect(intermediate.metric).toMatchObject({ job: JOB, namespace: NS, pod: POD, container: 'istiod-vault-agent', cert: 'intermediate' });
     const [rootSample] = await query('istiod_vault_agent_cert_expiration_timestamp_seconds{cert="root"}');
@@ -228,7 +212,7 @@ describe.skipIf(!bao.available || !havePrometheus)('Prometheus scraping a runnin
     await agent.waitFor((l) => l.msg === 'published a new intermediate', 30_000, before);
     await agent.waitFor((l) => l.msg === 'istiod loaded the new intermediate', 30_000, before);
     const want = notAfterSeconds(await fs.readFile(path.join(certDir, 'ca-cert.pem'), 'utf8'));
-    await eventually('the new notAfter in Prometheus', async () => {
+    await inPrometheus('the new notAfter in Prometheus', async () => {
       const [s] = await query('istiod_vault_agent_cert_expiration_timestamp_seconds{cert="intermediate"}');
       return s && Number(s.value[1]) === want ? s : undefined;
     });
@@ -236,14 +220,14 @@ describe.skipIf(!bao.available || !havePrometheus)('Prometheus scraping a runnin
     expect(success!.value[1]).toBe('2');
     const [failures] = await query('sum(istiod_vault_agent_issuances_total{result="failure"})');
     expect(failures!.value[1]).toBe('0');
-    inSyncSince = (await eventually('istiod_in_sync 1 in Prometheus', async () => (await query('istiod_vault_agent_istiod_in_sync == 1'))[0])).value[0];
+    inSyncSince = (await inPrometheus('istiod_in_sync 1 in Prometheus', async () => (await query('istiod_vault_agent_istiod_in_sync == 1'))[0])).value[0];
   });
 
   it('fires no alert for a healthy agent, every rule evaluating without error', async () => {
     const since = inSyncSince;
     expect(since).toBeGreaterThan(0);
     type Rules = { groups: { lastEvaluation: string; rules: { name: string; health: string; lastError?: string }[] }[] };
-    const groups = await eventually('two rule evaluations after the first scrape', async () => {
+    const groups = await inPrometheus('two rule evaluations after the first scrape', async () => {
       const data = await api<Rules>('/api/v1/rules');
       return data.groups.length && Date.parse(data.groups[0]!.lastEvaluation) / 1000 > since + 2 ? data.groups : undefined;
     });
@@ -283,7 +267,7 @@ describe.skipIf(!bao.available || !havePrometheus)('Prometheus scraping a runnin
   it('fires IstiodVaultAgentDown for the pod once the agent stops', async () => {
     agent.kill('SIGTERM');
     expect((await agent.exit).code).toBe(0);
-    const down = await eventually('IstiodVaultAgentDown', async () => {
+    const down = await inPrometheus('IstiodVaultAgentDown', async () => {
       const { alerts } = await api<{ alerts: PromAlert[] }>('/api/v1/alerts');
       return alerts.find((a) => a.labels.alertname === 'IstiodVaultAgentDown' && a.state === 'firing');
     });

@@ -21,7 +21,8 @@ import { freePort } from '../../src/dev/dev-server.js';
 import { cleanEnv, runAgent, startAgent, type AgentRun, type LogLine } from '../helpers/agent-process.js';
 import { goTool } from '../helpers/go-tools.js';
 import { ISTIOD_LOG, startIstiod, type Istiod } from '../helpers/istiod.js';
-import { eventually, httpGet, sample } from '../helpers/metrics-text.js';
+import { httpGet, sample } from '../helpers/metrics-text.js';
+import { waitFor } from '../helpers/wait.js';
 import { useOpenBao } from '../helpers/openbao.js';
 import { requestWorkloadCert, verifyChain, WorkloadCertError } from '../helpers/workload.js';
 
@@ -259,7 +260,7 @@ describe.skipIf(!haveTools)('root rotation against a real istiod, ISTIO_MULTIROO
     await agent.waitFor((l) => l.msg === 'adopted the bundle on disk');
     await agent.waitFor((l) => l.msg === 'istiod loaded the new intermediate');
     // The phase is known from the first look at Vault's issuers (ISSUER_POLL_INTERVAL after the start).
-    await eventually(async () => (await agentMetric(port, 'root_rotation_phase', { phase: 'steady' })) === 1);
+    await waitFor(async () => (await agentMetric(port, 'root_rotation_phase', { phase: 'steady' })) === 1, { what: 'root_rotation_phase steady', timeoutMs: 30_000 });
 
     const sampler = new NoGapSampler(istiod);
     sampler.start();
@@ -455,7 +456,7 @@ describe.skipIf(!haveTools)('root rotation against a real istiod without ISTIO_M
     const w1 = await requestWorkloadCert(pod.istiod, { certDir: clientDir });
     expect(subjectsOf(w1.rootBundle)).toEqual([...subjectsOf(oldRootBytes), 'CN=Mesh Root B']);
     // The new sidecar's first look at Vault: both roots published, nothing waits for a restart.
-    await eventually(async () => (await agentMetric(pod.port, 'root_rotation_phase', { phase: 'added' })) === 1);
+    await waitFor(async () => (await agentMetric(pod.port, 'root_rotation_phase', { phase: 'added' })) === 1, { what: 'root_rotation_phase added', timeoutMs: 30_000 });
     expect(await agentMetric(pod.port, 'root_rotation_restart_required')).toBe(0);
 
     // switch: the new root becomes the default. root-cert.pem keeps its bytes (this istiod would refuse

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import { requireCommand } from '../helpers/tools.js';
+import { giveUp, waitFor } from '../helpers/wait.js';
 import { chartRender } from '../manifests/support/istio-releases.js';
 import { deployments, docs, kustomize, type Obj, type Variant } from '../manifests/support/render.js';
 
@@ -120,18 +121,13 @@ describe.skipIf(!havePrometheus || !haveKubectl)('which scrape job finds the age
 
   /** Active and dropped targets once both jobs have been relabelled. */
   async function targets(): Promise<{ active: Target[]; dropped: Target[] }> {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      try {
-        const res = (await (await fetch(`${url}/api/v1/targets?state=any`)).json()) as { data: { activeTargets: Target[]; droppedTargets: Target[] } };
-        const pools = new Set(res.data.activeTargets.map((t) => t.scrapePool));
-        if (pools.has('istiod-vault-agent') && pools.has('kubernetes-pods')) return { active: res.data.activeTargets, dropped: res.data.droppedTargets };
-      } catch {
-        // not up yet
-      }
-      if (Date.now() > deadline || prom?.exitCode !== null) throw new Error(`Prometheus has no targets for both jobs:\n${log.slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    return waitFor(async () => {
+      if (prom?.exitCode !== null) giveUp('Prometheus is not running');
+      // Fails while Prometheus is not up yet: not yet.
+      const res = (await (await fetch(`${url}/api/v1/targets?state=any`)).json()) as { data: { activeTargets: Target[]; droppedTargets: Target[] } };
+      const pools = new Set(res.data.activeTargets.map((t) => t.scrapePool));
+      if (pools.has('istiod-vault-agent') && pools.has('kubernetes-pods')) return { active: res.data.activeTargets, dropped: res.data.droppedTargets };
+    }, { what: 'Prometheus to have targets for both jobs', timeoutMs: 30_000, intervalMs: 200, detail: () => log.slice(-2000) });
   }
 
   it('ours scrapes the agent port of both variants, the native sidecar (an init container) included, and nothing else', async () => {

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/dev/dev-server.js';
 import { cleanEnv, startAgent, type AgentRun } from '../helpers/agent-process.js';
-import { eventually, httpGet, sample } from '../helpers/metrics-text.js';
+import { httpGet, sample } from '../helpers/metrics-text.js';
+import { waitFor } from '../helpers/wait.js';
 import { useOpenBao } from '../helpers/openbao.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
 
@@ -56,12 +57,12 @@ describe.skipIf(!bao.available)('sidecar and run lifecycle', () => {
     const port = await freePort();
     const a = start('run', port, { VAULT_ADDR: proxy.url });
     const url = `http://127.0.0.1:${port}`;
-    await eventually(async () => (await httpGet(`${url}/healthz`)).status === 200);
+    await waitFor(async () => (await httpGet(`${url}/healthz`)).status === 200, { what: '/healthz 200', timeoutMs: 30_000 });
     expect((await httpGet(`${url}/readyz`)).status).toBe(503);
     expect(sample((await httpGet(`${url}/metrics`)).text, 'istiod_vault_agent_ready')).toBe(0);
     await fs.access(path.join(dir, 'ca-cert.pem')).then(() => expect.fail('files exist before readiness'), () => undefined);
     proxy.setMode('pass');
-    await eventually(async () => (await httpGet(`${url}/readyz`)).status === 200, 30_000);
+    await waitFor(async () => (await httpGet(`${url}/readyz`)).status === 200, { what: '/readyz 200', timeoutMs: 30_000 });
     // Ready means the files are there and valid.
     await fs.access(path.join(dir, 'ca-cert.pem'));
     expect(sample((await httpGet(`${url}/metrics`)).text, 'istiod_vault_agent_ready')).toBe(1);
@@ -78,11 +79,11 @@ describe.skipIf(!bao.available)('sidecar and run lifecycle', () => {
     const a = start('run', port);
     await a.waitFor((l) => l.msg === 'published a new intermediate');
     a.kill('SIGHUP');
-    await eventually(() => published(a).length === 2);
+    await waitFor(() => published(a).length === 2, { what: 'a second publish', timeoutMs: 30_000 });
     expect(published(a)[1]!.trigger).toBe('rotate');
     expect((await httpGet(`http://127.0.0.1:${port}/rotate`)).status).toBe(405);
     expect((await httpGet(`http://127.0.0.1:${port}/rotate`, { method: 'POST' })).status).toBe(202);
-    await eventually(() => published(a).length === 3);
+    await waitFor(() => published(a).length === 3, { what: 'a third publish', timeoutMs: 30_000 });
     expect(new Set(published(a).map((l) => l.serial)).size).toBe(3);
   });
 
@@ -99,7 +100,7 @@ describe.skipIf(!bao.available)('sidecar and run lifecycle', () => {
     await a.waitFor((l) => l.msg === 'published a new intermediate');
     await bao.get().api.call('POST', 'sys/leases/revoke-prefix/auth/jwt', {});
     a.kill('SIGHUP');
-    await eventually(() => published(a).length === 2);
+    await waitFor(() => published(a).length === 2, { what: 'a second publish', timeoutMs: 30_000 });
     expect(a.lines.some((l) => l.msg === 'Vault rejected the token; logging in again')).toBe(true);
     const m = (await httpGet(`http://127.0.0.1:${port}/metrics`)).text;
     expect(sample(m, 'istiod_vault_agent_vault_request_duration_seconds_count', { operation: 'login', code: '200' })).toBe(2);

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/dev/dev-server.js';
 import { cleanEnv, startAgent, type AgentRun } from '../helpers/agent-process.js';
-import { eventually, httpGet, sample } from '../helpers/metrics-text.js';
+import { httpGet, sample } from '../helpers/metrics-text.js';
+import { waitFor } from '../helpers/wait.js';
 import { useOpenBao } from '../helpers/openbao.js';
 import { startTcpProxy, type ProxyMode, type TcpProxy } from '../helpers/tcp-proxy.js';
 
@@ -46,7 +47,7 @@ async function outage(mode: ProxyMode, reason: string, code: string) {
   proxy.setMode(mode);
   // Renewal falls due ~5 s after issuance; let several attempts fail.
   const isRetry = (l: { msg: string; retryInMs?: unknown }) => l.msg.startsWith('issuance failed') && / keeping the current bundle; retrying in /.test(l.msg) && l.retryInMs !== undefined;
-  await eventually(() => a.lines.filter(isRetry).length >= 3, 30_000);
+  await waitFor(() => a.lines.filter(isRetry).length >= 3, { what: 'three retries', timeoutMs: 30_000 });
   expect(await snapshot()).toBe(before);
   // One line per failure, a warning: istiod keeps a valid bundle and a retry can help.
   const failures = a.lines.filter((l) => String(l.msg).startsWith('issuance failed'));

@@ -11,7 +11,8 @@ import { freePort } from '../../src/dev/dev-server.js';
 import { verifyBundle } from '../../src/pki/verify.js';
 import { readCertDir } from '../../src/store/cert-dir-reader.js';
 import { cleanEnv, startAgent } from '../helpers/agent-process.js';
-import { eventually, httpGet, sample } from '../helpers/metrics-text.js';
+import { httpGet, sample } from '../helpers/metrics-text.js';
+import { passTime, waitFor } from '../helpers/wait.js';
 import { useOpenBao } from '../helpers/openbao.js';
 
 const bao = useOpenBao();
@@ -40,12 +41,13 @@ describe.skipIf(!bao.available)('sidecar renewal', () => {
         } catch {
           if (reads.total > 0) reads.missing++;
         }
-        await new Promise((r) => setTimeout(r, 2));
+        // The reader's pace (back to back, yielding to the agent's output handling): time is the point here.
+        await passTime(2);
       }
     })();
     try {
       const published = () => agent.lines.filter((l) => l.msg === 'published a new intermediate');
-      await eventually(() => published().length >= 4, 60_000);
+      await waitFor(() => published().length >= 4, { what: 'four publishes', timeoutMs: 60_000 });
       const serials = published().map((l) => l.serial);
       expect(new Set(serials).size).toBe(serials.length);
       const out = await readCertDir(dir);

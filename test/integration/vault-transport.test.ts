@@ -14,6 +14,7 @@ import { VaultRequestError } from '../../src/vault/errors.js';
 import { createVaultTransport, type TransportOptions } from '../../src/vault/transport.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { makeCert, makeRoot } from '../helpers/test-pki.js';
+import { waitFor } from '../helpers/wait.js';
 
 interface Seen {
   method: string;
@@ -203,7 +204,7 @@ describe('Vault transport hardening', () => {
     handler = () => undefined; // never respond
     const ctl = new AbortController();
     const p = transport({ timeoutMs: 60_000 }).request({ ...ctx, signal: ctl.signal }).catch((e: unknown) => e);
-    while (seen.length === 0) await new Promise((r) => setImmediate(r));
+    await waitFor(() => seen.length > 0, { what: 'the request to reach the server', timeoutMs: 5000, intervalMs: 1 });
     ctl.abort();
     expect(((await p) as Error).name).toBe('AbortError');
   });

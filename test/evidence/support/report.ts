@@ -10,6 +10,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { waitFor } from '../../helpers/wait.js';
 
 export const REPORT_DOC = path.resolve('docs/reliability.md');
 export const WRITE_REPORT = process.env.EVIDENCE_REPORT === '1';
@@ -21,16 +22,17 @@ export function table(header: string[], rows: (string | number)[][]): string {
 
 async function withLock<T>(fn: () => Promise<T>): Promise<T> {
   const lock = `${REPORT_DOC}.lock`;
-  const deadline = Date.now() + 10_000;
-  for (;;) {
+  // A lock older than 10 s was left by a worker that died holding it: broken, then taken.
+  const staleAfter = Date.now() + 10_000;
+  await waitFor(async () => {
     try {
       await fs.mkdir(lock);
-      break;
+      return true;
     } catch {
-      if (Date.now() > deadline) await fs.rm(lock, { recursive: true, force: true });
-      await new Promise((r) => setTimeout(r, 50));
+      if (Date.now() > staleAfter) await fs.rm(lock, { recursive: true, force: true });
+      return false;
     }
-  }
+  }, { what: `the lock ${lock}`, timeoutMs: 30_000, intervalMs: 50 });
   try {
     return await fn();
   } finally {
@@ -54,29 +56,4 @@ export async function publishEvidence(name: string, markdown: string): Promise<v
     await fs.writeFile(tmp, next);
     await fs.rename(tmp, REPORT_DOC);
   });
-}
-
-/** Secret material to search agent output for. */
-export interface Secrets {
-  tokens: Iterable<string>;
-  jwts: Iterable<string>;
-  privateKeys: Iterable<string>;
-}
-
-/** Distinctive pieces of a PEM key: each full base64 line of its body. */
-function keyFragments(pem: string): string[] {
-  return pem.split('\n').filter((l) => l.length >= 40 && !l.startsWith('-----'));
-}
-
-/** Names the kinds of secret found in `text` (never the secret itself); [] when clean. */
-export function findSecrets(text: string, s: Secrets): string[] {
-  const found: string[] = [];
-  if (text.includes('PRIVATE KEY')) found.push('a PEM "PRIVATE KEY" label');
-  for (const t of s.tokens) if (t.length >= 8 && text.includes(t)) found.push('a Vault token');
-  for (const j of s.jwts) {
-    if (text.includes(j)) found.push('the service-account JWT');
-    else if (text.includes(j.split('.')[1] ?? '\u0000')) found.push('the JWT claims segment');
-  }
-  for (const k of s.privateKeys) if (keyFragments(k).some((f) => text.includes(f))) found.push('a fragment of a published private key');
-  return [...new Set(found)];
 }
