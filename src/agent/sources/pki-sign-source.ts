@@ -126,7 +126,7 @@ export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promi
   const key = await timed(log, 'keygen', { keyType: inp.key.type, keySize: inp.key.size }, () => raceAbort((inp.generate ?? generateKey)(inp.key), signal));
   const csr = await timed(log, 'csr', { subject: subjectDn(inp.subject) }, () => buildCsr(key, inp.subject));
 
-  const signed = await timed(log, 'sign', { path: inp.signPath, ttl: toVaultTtl(requestedTtlMs) }, () =>
+  const signed = await timed(log, 'sign', { path: inp.signPath, ...(signerId ? { issuer: signerId } : {}), ttl: toVaultTtl(requestedTtlMs) }, () =>
     raceAbort(
       vault.signIntermediate(
         {
