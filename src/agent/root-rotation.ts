@@ -81,11 +81,18 @@ export function planRoots(i: RootPlanInput): RootPlan {
   const inVault = (c: CertInfo) => valid.find((r) => same(r.cert, c));
 
   // Nothing valid is published (first issuance, or what is there is unusable): trust every valid root of
-  // the mount, the signing one first, plus the extra roots.
+  // the mount, the signing one first, plus the extra roots. While the signing issuer's root is still in
+  // its soak, sign with the root it replaces, as the running replicas do: a pod started during the soak
+  // (a rolling restart, a rescheduled pod) must not hand out certificates some proxies cannot verify yet.
   if (!i.published || !i.anchor) {
-    const roots = [i.target.cert, ...valid.filter((r) => !same(r.cert, i.target.cert)).map((r) => r.cert), ...i.extraRoots.filter((e) => !same(e, i.target.cert))];
+    const soakEnds = i.target.cert.notBefore + i.soakMs;
+    // Roots made within the same second have equal notBefores: any other root not newer than the target.
+    const replaced = i.now < soakEnds ? valid.filter((r) => !same(r.cert, i.target.cert) && r.cert.notBefore <= i.target.cert.notBefore).sort((a, b) => b.cert.notBefore - a.cert.notBefore)[0] : undefined;
+    const signWith = replaced ?? i.target;
+    if (replaced) notes.push(`the signing issuer's root "${i.target.cert.subject}" is new: this first intermediate comes from "${replaced.cert.subject}" until ${new Date(soakEnds).toISOString()} (ROOT_SWITCH_SOAK ${formatDuration(i.soakMs)} after the new root appeared)`);
+    const roots = [signWith.cert, ...valid.filter((r) => !same(r.cert, signWith.cert)).map((r) => r.cert), ...i.extraRoots];
     const uniq = roots.filter((c, n) => roots.findIndex((d) => same(c, d)) === n);
-    return { phase: uniq.length > 1 + i.extraRoots.length ? 'added' : 'steady', rootBytes: joinBlocks(uniq.map((c) => c.pem)), rootsChange: true, signWith: i.target, mintNow: true, nextAt: undefined, notes };
+    return { phase: uniq.length > 1 + i.extraRoots.length ? 'added' : 'steady', rootBytes: joinBlocks(uniq.map((c) => c.pem)), rootsChange: true, signWith, mintNow: true, nextAt: replaced ? soakEnds : undefined, notes };
   }
 
   const anchor = i.anchor;

@@ -13,16 +13,12 @@ import {
 } from './parsers.js';
 
 export const AUTH_METHODS = ['kubernetes', 'jwt', 'approle', 'token'] as const;
-export type AuthMethod = (typeof AUTH_METHODS)[number];
 export const KEY_TYPES = ['rsa', 'ec'] as const;
 export type KeyType = (typeof KEY_TYPES)[number];
 export const KEY_SIZES: Record<KeyType, readonly number[]> = { rsa: [2048, 3072, 4096], ec: [256, 384] };
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
 export const LOG_FORMATS = ['json', 'pretty'] as const;
-export type LogFormat = (typeof LOG_FORMATS)[number];
 export const ROOT_ROTATION_MODES = ['auto', 'hold', 'off'] as const;
-export type RootRotationMode = (typeof ROOT_ROTATION_MODES)[number];
 
 /** `<mount>/root/sign-intermediate` or `<mount>/issuer/<ref>/sign-intermediate`. */
 const SIGN_PATH = /^([A-Za-z0-9_.\-/]+?)\/(?:root|issuer\/([A-Za-z0-9_.-]+))\/sign-intermediate$/;

@@ -15,8 +15,6 @@
  * `..data`). `.gen`, `..data_tmp`, `*.tmp` names and generation folders are the agent's own namespace:
  * whatever else is found there was planted or left by a crash, and is removed without being followed.
  */
-import path from 'node:path';
-
 export const DATA_LINK = '..data';
 export const GEN_DIR = '.gen';
 /** Temporary symlink, created inside GEN_DIR so its creation is not an event in CERT_DIR. */
@@ -47,10 +45,6 @@ export function generationTime(name: string): number | undefined {
   if (!m) return undefined;
   const [, y, mo, d, h, mi, s, ms] = m.map(Number) as number[];
   return Date.UTC(y!, mo! - 1, d!, h!, mi!, s!, ms!);
-}
-
-export function genPath(certDir: string, gen: string): string {
-  return path.join(certDir, GEN_DIR, gen);
 }
 
 /** Target string stored in ..data (relative, so the dir can be mounted anywhere). */

@@ -8,7 +8,8 @@
  */
 import * as z from 'zod/mini';
 import { AgentError } from '../common/errors.js';
-import type { VaultTransport } from './transport.js';
+import type { VaultRequest, VaultTransport } from './transport.js';
+import { requestValidated } from './validated-request.js';
 
 export interface KvMount {
   /** Mount path without the trailing slash, e.g. `secret`. */
@@ -46,19 +47,6 @@ const kv2Response = z.object({
 
 const metadataResponse = z.object({ data: z.object({ current_version: z.number() }) });
 
-function invalid(doing: string, path: string, detail: string): AgentError {
-  return new AgentError(`while ${doing} at ${path}: Vault's answer is not the expected shape (${detail}); a proxy or a different server may be answering at VAULT_ADDR`, {
-    code: 'VAULT_INVALID_RESPONSE',
-    reason: 'invalid_response',
-    retryable: true,
-  });
-}
-
-function firstIssue(err: { issues: readonly { path: PropertyKey[]; message: string }[] }): string {
-  const i = err.issues[0];
-  return i ? `${i.path.map(String).join('.') || 'body'}: ${i.message}` : 'unparseable';
-}
-
 /** The API path of the secret's data. */
 export function kvDataPath(kv: KvMount): string {
   return kv.version === 2 ? `${kv.mount}/data/${kv.name}` : `${kv.mount}/${kv.name}`;
@@ -69,21 +57,17 @@ export function kvDataPath(kv: KvMount): string {
  * no capability on the path) or AgentError(input_invalid) when the path is not in a KV mount.
  */
 export async function findKvMount(transport: VaultTransport, path: string, setting: string, token: string, signal?: AbortSignal): Promise<KvMount> {
-  const api = `sys/internal/ui/mounts/${path}`;
   const doing = `finding the KV mount and version of "${path}"`;
-  const raw = await transport.request({
+  const { data: d } = await requestValidated(transport, mountResponse, {
     operation: 'read',
     method: 'GET',
-    path: api,
+    path: `sys/internal/ui/mounts/${path}`,
     token,
     signal,
     doing,
     deniedHint: `Vault answers this only for a token with a capability on the secret: the policy must grant "read" on it (KV v1: <mount>/<path>; KV v2: <mount>/data/<path>); check the policy attached to the auth role, and ${setting}`,
     notFoundHint: `nothing is mounted at "${path}": check ${setting}`,
   });
-  const res = mountResponse.safeParse(raw);
-  if (!res.success) throw invalid(doing, api, firstIssue(res.error));
-  const d = res.data.data;
   const mount = d.path.replace(/\/+$/, '');
   if (d.type !== 'kv' && d.type !== 'generic') {
     throw new AgentError(`while ${doing}: "${path}" is in a "${d.type}" secrets engine mounted at ${mount}/, not in a KV one (${setting} must name a KV secret, or a PKI read: <mount>/cert/ca, <mount>/cert/ca_chain, <mount>/issuer/<ref>/json)`, {
@@ -110,7 +94,7 @@ function notFoundHint(kv: KvMount, setting: string): string {
 export async function readKvSecret(transport: VaultTransport, kv: KvMount, setting: string, token: string, signal?: AbortSignal): Promise<KvSecret> {
   const api = kvDataPath(kv);
   const doing = `reading the KV secret ${kv.mount}/${kv.name}`;
-  const raw = await transport.request({
+  const request: VaultRequest = {
     operation: 'read',
     method: 'GET',
     path: api,
@@ -119,15 +103,9 @@ export async function readKvSecret(transport: VaultTransport, kv: KvMount, setti
     doing,
     deniedHint: `the token's policy must grant "read" on ${api}; check the policy attached to the auth role, and ${setting}`,
     notFoundHint: notFoundHint(kv, setting),
-  });
-  if (kv.version === 1) {
-    const res = kv1Response.safeParse(raw);
-    if (!res.success) throw invalid(doing, api, firstIssue(res.error));
-    return { values: res.data.data, version: undefined };
-  }
-  const res = kv2Response.safeParse(raw);
-  if (!res.success) throw invalid(doing, api, firstIssue(res.error));
-  const d = res.data.data;
+  };
+  if (kv.version === 1) return { values: (await requestValidated(transport, kv1Response, request)).data, version: undefined };
+  const { data: d } = await requestValidated(transport, kv2Response, request);
   if (d.data === null) {
     throw new AgentError(`while ${doing} at ${api}: version ${d.metadata.version} is ${d.metadata.destroyed ? 'destroyed' : 'deleted'} (write the bundle again, or undelete it; check ${setting})`, {
       code: 'KV_VERSION_DELETED',
@@ -141,18 +119,15 @@ export async function readKvSecret(transport: VaultTransport, kv: KvMount, setti
 /** KV v2: the secret's current_version, read from its metadata (no secret data travels). */
 export async function readKvCurrentVersion(transport: VaultTransport, kv: KvMount, setting: string, token: string, signal?: AbortSignal): Promise<number> {
   const api = `${kv.mount}/metadata/${kv.name}`;
-  const doing = `reading the version of ${kv.mount}/${kv.name}`;
-  const raw = await transport.request({
+  const res = await requestValidated(transport, metadataResponse, {
     operation: 'read',
     method: 'GET',
     path: api,
     token,
     signal,
-    doing,
+    doing: `reading the version of ${kv.mount}/${kv.name}`,
     deniedHint: `the token's policy does not grant "read" on ${api}; grant it for a cheap poll (the agent then reads only the version), or leave it and the agent reads the whole secret instead`,
     notFoundHint: notFoundHint(kv, setting),
   });
-  const res = metadataResponse.safeParse(raw);
-  if (!res.success) throw invalid(doing, api, firstIssue(res.error));
-  return res.data.data.current_version;
+  return res.data.current_version;
 }

@@ -3,8 +3,8 @@
  * a body that is not the documented shape (a proxy's HTML page, truncated JSON) is an invalid_response.
  */
 import * as z from 'zod/mini';
-import { AgentError } from '../common/errors.js';
 import type { VaultTransport } from './transport.js';
+import { requestValidated } from './validated-request.js';
 
 /** Parameters of `<mount>/root/sign-intermediate`, as Vault names them. */
 export interface SignIntermediateParams {
@@ -70,19 +70,6 @@ const issuerResponse = z.object({
   }),
 });
 
-function invalid(doing: string, path: string, detail: string): AgentError {
-  return new AgentError(`while ${doing} at ${path}: Vault's answer is not the expected shape (${detail}); a proxy or a different server may be answering at VAULT_ADDR`, {
-    code: 'VAULT_INVALID_RESPONSE',
-    reason: 'invalid_response',
-    retryable: true,
-  });
-}
-
-function firstIssue(err: { issues: readonly { path: PropertyKey[]; message: string }[] }): string {
-  const i = err.issues[0];
-  return i ? `${i.path.map(String).join('.') || 'body'}: ${i.message}` : 'unparseable';
-}
-
 /** Signs the CSR. Throws VaultRequestError or AgentError(invalid_response). */
 export async function signIntermediate(
   transport: VaultTransport,
@@ -91,27 +78,23 @@ export async function signIntermediate(
   token: string,
   signal?: AbortSignal,
 ): Promise<SignIntermediateResult> {
-  const doing = 'signing the intermediate CSR';
-  const raw = await transport.request({
+  const { data: d, warnings } = await requestValidated(transport, signResponse, {
     operation: 'sign',
     method: 'POST',
     path,
     body: params,
     token,
     signal,
-    doing,
+    doing: 'signing the intermediate CSR',
     deniedHint: `the token's policy must grant "update" on ${path}; check the policy attached to the auth role, and PKI_SIGN_PATH`,
     notFoundHint: `check PKI_SIGN_PATH: "${path}" is not a signing endpoint of a PKI mount`,
   });
-  const res = signResponse.safeParse(raw);
-  if (!res.success) throw invalid(doing, path, firstIssue(res.error));
-  const d = res.data.data;
   return {
     certificate: d.certificate,
     issuingCa: d.issuing_ca,
     caChain: d.ca_chain ?? [],
     serialNumber: d.serial_number,
-    warnings: res.data.warnings ?? [],
+    warnings: warnings ?? [],
   };
 }
 
@@ -121,21 +104,17 @@ export async function signIntermediate(
  * while an authenticated one gets the ACL's verdict or a 404 that can name the wrong setting.
  */
 export async function readIssuer(transport: VaultTransport, mount: string, issuerRef: string, token: string | undefined, signal?: AbortSignal): Promise<IssuerInfo> {
-  const path = `${mount}/issuer/${issuerRef}/json`;
-  const doing = "reading the signing issuer's certificate";
-  const raw = await transport.request({
+  const { data: d } = await requestValidated(transport, issuerResponse, {
     operation: 'read_issuer',
     method: 'GET',
-    path,
-    doing,
+    path: `${mount}/issuer/${issuerRef}/json`,
+    doing: "reading the signing issuer's certificate",
     token,
     signal,
     deniedHint: `Vault answers 403 for a PKI mount that does not exist: check that "${mount}" in PKI_SIGN_PATH is the PKI mount, and the policy attached to the auth role`,
     notFoundHint: `no issuer "${issuerRef}" at mount "${mount}": check PKI_SIGN_PATH (vault list ${mount}/issuers)`,
   });
-  const res = issuerResponse.safeParse(raw);
-  if (!res.success) throw invalid(doing, path, firstIssue(res.error));
-  return { certificate: res.data.data.certificate, caChain: res.data.data.ca_chain ?? [] };
+  return { certificate: d.certificate, caChain: d.ca_chain ?? [] };
 }
 
 /**
@@ -143,23 +122,19 @@ export async function readIssuer(transport: VaultTransport, mount: string, issue
  * (both unauthenticated in Vault and OpenBao, so a poll needs no login).
  */
 export async function listIssuers(transport: VaultTransport, mount: string, token: string | undefined, signal?: AbortSignal): Promise<IssuerEntry[]> {
-  const path = `${mount}/issuers`;
-  const doing = 'listing the PKI issuers';
-  const raw = await transport.request({
+  const { data: d } = await requestValidated(transport, issuerListResponse, {
     operation: 'read_issuer',
     method: 'LIST',
-    path,
-    doing,
+    path: `${mount}/issuers`,
+    doing: 'listing the PKI issuers',
     token,
     signal,
     deniedHint: `Vault answers 403 for a PKI mount that does not exist: check that "${mount}" in PKI_SIGN_PATH is the PKI mount`,
     notFoundHint: `no issuers at mount "${mount}": check PKI_SIGN_PATH`,
   });
-  const res = issuerListResponse.safeParse(raw);
-  if (!res.success) throw invalid(doing, path, firstIssue(res.error));
   const out: IssuerEntry[] = [];
-  for (const id of res.data.data.keys) {
-    const info = res.data.data.key_info[id];
+  for (const id of d.keys) {
+    const info = d.key_info[id];
     const cert = await readIssuer(transport, mount, id, token, signal);
     out.push({ id, name: info?.issuer_name ?? '', isDefault: info?.is_default === true, ...cert });
   }
@@ -184,19 +159,15 @@ const certsResponse = z.object({
  * anyway, for the reason given at readIssuer. Throws VaultRequestError or AgentError(invalid_response).
  */
 export async function readPkiCertificates(transport: VaultTransport, path: string, setting: string, token: string, signal?: AbortSignal): Promise<PkiCertificates> {
-  const doing = 'reading certificates from PKI';
-  const raw = await transport.request({
+  const { data: d } = await requestValidated(transport, certsResponse, {
     operation: 'read',
     method: 'GET',
     path,
-    doing,
+    doing: 'reading certificates from PKI',
     token,
     signal,
     deniedHint: `Vault answers 403 for a PKI mount that does not exist: check the mount in ${setting}, and the policy attached to the auth role (it should grant "read" on ${path})`,
     notFoundHint: `"${path}" is not a PKI read (check ${setting}: <mount>/cert/ca, <mount>/cert/ca_chain or <mount>/issuer/<ref>/json)`,
   });
-  const res = certsResponse.safeParse(raw);
-  if (!res.success) throw invalid(doing, path, firstIssue(res.error));
-  const d = res.data.data;
   return { values: { ...(d.certificate ? { certificate: d.certificate } : {}), ...(d.ca_chain ? { ca_chain: d.ca_chain } : {}) } };
 }

@@ -39,6 +39,9 @@ const IDLE_SOCKET_MS = 4000;
 /** Failures after which the next node of VAULT_ADDR gets the same request: it never reached this one, or this one cannot serve. */
 const NEXT_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
 
+/** One request: what it is for (messages, metrics), and what is sent. */
+export type VaultRequest = VaultCallContext & { method: HttpMethod; body?: unknown; token?: string; signal?: AbortSignal };
+
 /** What the rest of src/vault asks of the transport. */
 export interface VaultTransport {
   /**
@@ -46,7 +49,7 @@ export interface VaultTransport {
    * Resolves with the parsed JSON body (or undefined for 204). Throws VaultRequestError, or
    * AbortedError when `signal` aborts first.
    */
-  request(ctx: VaultCallContext & { method: HttpMethod; body?: unknown; token?: string; signal?: AbortSignal }): Promise<unknown>;
+  request(ctx: VaultRequest): Promise<unknown>;
   /** Replaces the CA bundle used to verify Vault's TLS certificate (undefined: system roots). */
   setCaCert(pem: string | undefined): void;
 }

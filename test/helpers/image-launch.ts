@@ -16,17 +16,20 @@ export const DOCKERFILE = path.join(ROOT, 'image', 'Dockerfile');
 const CONTAINER_NODE = '/nodejs/bin/node';
 const APP = '/app/';
 
-interface Instruction {
+export interface Instruction {
   op: string;
   args: string;
 }
 
-interface Stage {
+export interface Stage {
+  /** The base image, with the ARG defaults declared before the first FROM put in. */
+  from: string;
   name: string | undefined;
   body: Instruction[];
 }
 
-function instructions(text: string): Instruction[] {
+/** Dockerfile instructions: comments dropped, continuation lines joined. */
+export function parseDockerfile(text: string): Instruction[] {
   const out: Instruction[] = [];
   let pending = '';
   for (const raw of text.split('\n')) {
@@ -44,13 +47,19 @@ function instructions(text: string): Instruction[] {
   return out;
 }
 
-function stagesOf(ins: Instruction[]): Stage[] {
+/** The stages, each FROM's image resolved against the ARG defaults declared before the first FROM. */
+export function dockerfileStages(ins: Instruction[]): Stage[] {
+  const args: Record<string, string> = {};
   const stages: Stage[] = [];
   for (const i of ins) {
-    if (i.op === 'FROM') {
-      const parts = i.args.split(/\s+/);
+    if (i.op === 'ARG' && stages.length === 0) {
+      const m = /^(\w+)=(.*)$/.exec(i.args);
+      if (m) args[m[1]!] = m[2]!.replace(/^"|"$/g, '');
+    } else if (i.op === 'FROM') {
+      const parts = i.args.split(/\s+/).filter((p) => !p.startsWith('--platform'));
+      const from = parts[0]!.replace(/\$\{?(\w+)\}?/g, (_, n: string) => args[n] ?? `<unset ${n}>`);
       const as = parts.findIndex((p) => p.toUpperCase() === 'AS');
-      stages.push({ name: as >= 0 ? parts[as + 1] : undefined, body: [] });
+      stages.push({ from, name: as >= 0 ? parts[as + 1] : undefined, body: [] });
     } else {
       stages.at(-1)?.body.push(i);
     }
@@ -75,10 +84,10 @@ export interface ImageStartup {
 
 /** Reads image/Dockerfile. Throws when a part the image's start-up relies on is missing. */
 export function readImageStartup(dockerfile = DOCKERFILE): ImageStartup {
-  const ins = instructions(fs.readFileSync(dockerfile, 'utf8'));
+  const ins = parseDockerfile(fs.readFileSync(dockerfile, 'utf8'));
   const nodeVersion = ins.map((i) => (i.op === 'ARG' ? /^NODE_VERSION=(\d+\.\d+\.\d+)$/.exec(i.args)?.[1] : undefined)).find(Boolean);
   if (!nodeVersion) throw new Error(`${dockerfile}: no ARG NODE_VERSION=<x.y.z>`);
-  const stages = stagesOf(ins);
+  const stages = dockerfileStages(ins);
   const snapshot = stages.find((s) => s.name === 'snapshot');
   const runtime = stages.at(-1)!;
   if (!snapshot) throw new Error(`${dockerfile}: no stage named snapshot`);

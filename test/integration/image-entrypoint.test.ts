@@ -19,58 +19,12 @@ import YAML from 'yaml';
 import pkg from '../../package.json' with { type: 'json' };
 import { BUNDLE, cleanEnv, type LogLine } from '../helpers/agent-process.js';
 import { containerEnv } from '../helpers/container-env.js';
-import { buildLocalImage, imageNode, readImageStartup } from '../helpers/image-launch.js';
+import { DOCKERFILE, buildLocalImage, dockerfileStages, imageNode, parseDockerfile, readImageStartup, type Instruction, type Stage } from '../helpers/image-launch.js';
 import { useOpenBao } from '../helpers/openbao.js';
 
-const DOCKERFILE = path.resolve('image/Dockerfile');
 /** Where the distroless runtime keeps node (the distroless Node.js images' own ENTRYPOINT is this binary). */
 const CONTAINER_NODE = '/nodejs/bin/node';
 const DIGEST = /@sha256:[0-9a-f]{64}$/;
-
-interface Instruction {
-  op: string;
-  args: string;
-}
-
-/** Dockerfile instructions: comments dropped, continuation lines joined. */
-function parseDockerfile(text: string): Instruction[] {
-  const out: Instruction[] = [];
-  let pending = '';
-  for (const raw of text.split('\n')) {
-    if (/^\s*#/.test(raw) && !pending) continue;
-    const line = raw.replace(/\s+$/, '');
-    if (line.endsWith('\\')) {
-      pending += line.slice(0, -1) + ' ';
-      continue;
-    }
-    const full = (pending + line).trim();
-    pending = '';
-    if (!full) continue;
-    const m = /^(\S+)\s*(.*)$/.exec(full)!;
-    out.push({ op: m[1]!.toUpperCase(), args: m[2]! });
-  }
-  return out;
-}
-
-/** Stages, with FROM images resolved against the ARG defaults declared before the first FROM. */
-function stages(ins: Instruction[]): { from: string; name: string | undefined; body: Instruction[] }[] {
-  const args: Record<string, string> = {};
-  const result: { from: string; name: string | undefined; body: Instruction[] }[] = [];
-  for (const i of ins) {
-    if (i.op === 'ARG' && result.length === 0) {
-      const m = /^(\w+)=(.*)$/.exec(i.args);
-      if (m) args[m[1]!] = m[2]!.replace(/^"|"$/g, '');
-    } else if (i.op === 'FROM') {
-      const parts = i.args.split(/\s+/).filter((p) => !p.startsWith('--platform'));
-      const from = parts[0]!.replace(/\$\{?(\w+)\}?/g, (_, n: string) => args[n] ?? `<unset ${n}>`);
-      const as = parts.findIndex((p) => p.toUpperCase() === 'AS');
-      result.push({ from, name: as >= 0 ? parts[as + 1] : undefined, body: [] });
-    } else if (result.length) {
-      result.at(-1)!.body.push(i);
-    }
-  }
-  return result;
-}
 
 /** Tag (or digest) of an image reference; undefined when neither is given. */
 function tagOf(ref: string): string | undefined {
@@ -91,8 +45,6 @@ function dockerignoreAllows(rules: string[], file: string): boolean {
   return included;
 }
 
-type Stage = ReturnType<typeof stages>[number];
-
 /** The runtime stage's exec-form ENTRYPOINT and CMD (the last of each, as Docker takes them). */
 function execForm(runtime: Stage): { entrypoint: string[]; cmd: string[] } {
   const last = (op: string) => runtime.body.filter((i) => i.op === op).at(-1);
@@ -109,7 +61,7 @@ function execForm(runtime: Stage): { entrypoint: string[]; cmd: string[] } {
 
 describe('image/Dockerfile', () => {
   const ins = parseDockerfile(readFileSync(DOCKERFILE, 'utf8'));
-  const st = stages(ins);
+  const st = dockerfileStages(ins);
   const runtime = st.at(-1)!;
   const build = st[0]!;
 
@@ -199,7 +151,7 @@ describe('scripts/pin-base-images.sh', () => {
     }
   }
 
-  const pinned = () => stages(parseDockerfile(readFileSync(DOCKERFILE, 'utf8'))).map((x) => x.from);
+  const pinned = () => dockerfileStages(parseDockerfile(readFileSync(DOCKERFILE, 'utf8'))).map((x) => x.from);
 
   it('pins every base to its tag\'s digest, --check then passes, and fails naming the one that moved', async () => {
     const refs = pinned().filter((r, i, all) => all.indexOf(r) === i);

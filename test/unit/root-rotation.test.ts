@@ -124,9 +124,31 @@ describe('root rotation plan', () => {
     const bytes = oldRoot.cert.pem + extra.pem;
     const p = planRoots(input({ vaultRoots: [oldRoot], bytes, extraRoots: [extra] }));
     expect(p).toMatchObject({ rootsChange: false, phase: 'steady' });
-    const fresh = planRoots(input({ published: undefined, anchor: undefined, target: newRoot, extraRoots: [extra] }));
-    expect(fresh).toMatchObject({ mintNow: true, signWith: newRoot, phase: 'added' });
+    const fresh = planRoots(input({ published: undefined, anchor: undefined, target: newRoot, extraRoots: [extra], now: t0 + 26 * H }));
+    expect(fresh).toMatchObject({ mintNow: true, signWith: newRoot, phase: 'added', nextAt: undefined });
     expect(fresh.rootBytes).toBe(newRoot.cert.pem + oldRoot.cert.pem + extra.pem);
+  });
+
+  it('a pod that starts during the soak signs with the root being replaced, as the running replicas do, until the soak ends', async () => {
+    // Vault already made the new root the default; this pod has nothing published (a rolling restart).
+    const soakEnds = newRoot.cert.notBefore + 25 * H;
+    const fresh = planRoots(input({ published: undefined, anchor: undefined, target: newRoot, now: t0 + 2 * H }));
+    expect(fresh).toMatchObject({ mintNow: true, signWith: oldRoot, phase: 'added', nextAt: soakEnds });
+    expect(fresh.rootBytes).toBe(oldRoot.cert.pem + newRoot.cert.pem);
+    expect(fresh.notes.join('\n')).toMatch(/this first intermediate comes from "CN=Mesh Root 2025" until .*ROOT_SWITCH_SOAK 1d 1h/);
+    // What it published then plans exactly as a replica that went through add: the switch at the soak's end.
+    const after = { published: { bytes: fresh.rootBytes, roots: certsFromPem(fresh.rootBytes, 'root-cert.pem') }, anchor: oldRoot.cert, target: newRoot, currentNotBefore: t0 + 2 * H };
+    expect(planRoots(input({ ...after, now: t0 + 3 * H }))).toMatchObject({ mintNow: false, signWith: oldRoot, phase: 'added', nextAt: soakEnds, rootsChange: false });
+    expect(planRoots(input({ ...after, now: soakEnds }))).toMatchObject({ mintNow: true, signWith: newRoot });
+    // The old root is the default still (the operator has not switched): nothing to wait for.
+    const before = planRoots(input({ published: undefined, anchor: undefined, target: oldRoot, now: t0 + 2 * H }));
+    expect(before).toMatchObject({ mintNow: true, signWith: oldRoot, phase: 'added', nextAt: undefined });
+    expect(before.notes).toEqual([]);
+    // Roots made within one second (certificates count in seconds): the other one is still the one replaced.
+    const twin: VaultRoot = { id: 'twin', name: 'twin', cert: info((await makeRoot('CN=Twin', { notBefore: new Date(newRoot.cert.notBefore) })).pem) };
+    expect(planRoots(input({ published: undefined, anchor: undefined, vaultRoots: [twin, newRoot], target: newRoot, now: t0 + 2 * H }))).toMatchObject({ signWith: twin, nextAt: soakEnds });
+    // The old root left Vault: only the new one can sign, soak or not.
+    expect(planRoots(input({ published: undefined, anchor: undefined, target: newRoot, vaultRoots: [newRoot], now: t0 + 2 * H }))).toMatchObject({ signWith: newRoot, phase: 'steady' });
   });
 
   it('EXTRA_TRUST_ROOTS_FILE changing: the new extra root is added, the one no longer listed (nor in Vault) leaves', async () => {

@@ -24,7 +24,8 @@ import { planRoots, type RootPlan, type VaultRoot } from '../root-rotation.js';
 /** Never ask for a lifetime that ends closer than this to the issuer's own expiry. */
 export const ISSUER_EXPIRY_MARGIN_MS = 60_000;
 
-export interface IssueInputs {
+/** What every issuance of the source is made with. */
+interface IssueSettings {
   vault: VaultCa;
   clock: Clock;
   log: Logger;
@@ -32,6 +33,11 @@ export interface IssueInputs {
   subject: SubjectSpec;
   certTtlMs: number;
   signPath: string;
+  /** Overridable for tests; defaults to WebCrypto key generation. */
+  generate?: (spec: KeySpec) => Promise<GeneratedKey>;
+}
+
+export interface IssueInputs extends IssueSettings {
   /** Extra anchors for root-cert.pem (EXTRA_TRUST_ROOTS_FILE). */
   extraRoots: readonly CertInfo[];
   /** root-cert.pem on disk, if any: its bytes are kept; a different Vault root is refused while it protects a valid bundle. */
@@ -44,8 +50,6 @@ export interface IssueInputs {
    * different from the published one is refused (ROOT_ROTATION=off).
    */
   roots?: { signerIssuerId: string | undefined; rootBytes: string; expectedRoot: CertInfo };
-  /** Overridable for tests; defaults to WebCrypto key generation. */
-  generate?: (spec: KeySpec) => Promise<GeneratedKey>;
 }
 
 export interface IssuedBundle {
@@ -126,7 +130,7 @@ export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promi
   const key = await timed(log, 'keygen', { keyType: inp.key.type, keySize: inp.key.size }, () => raceAbort((inp.generate ?? generateKey)(inp.key), signal));
   const csr = await timed(log, 'csr', { subject: subjectDn(inp.subject) }, () => buildCsr(key, inp.subject));
 
-  const signed = await timed(log, 'sign', { path: inp.signPath, ttl: toVaultTtl(requestedTtlMs) }, () =>
+  const signed = await timed(log, 'sign', { path: inp.signPath, ...(signerId ? { issuer: signerId } : {}), ttl: toVaultTtl(requestedTtlMs) }, () =>
     raceAbort(
       vault.signIntermediate(
         {
@@ -178,16 +182,9 @@ export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promi
   return { bundle, requestedTtlMs, grantedMs: granted, warnings: signed.warnings };
 }
 
-export interface PkiSignSourceOptions {
-  vault: VaultCa;
-  clock: Clock;
-  log: Logger;
-  key: KeySpec;
-  subject: SubjectSpec;
-  certTtlMs: number;
-  signPath: string;
+export interface PkiSignSourceOptions extends IssueSettings {
+  /** Extra anchors for root-cert.pem (EXTRA_TRUST_ROOTS_FILE), as the watched file holds them now. */
   extraRoots: () => readonly CertInfo[];
-  generate?: (spec: KeySpec) => Promise<GeneratedKey>;
 }
 
 /** How the PKI source follows a root rotation in Vault (ROOT_ROTATION and friends). */
@@ -284,7 +281,7 @@ export function pkiSignSource(o: PkiSignSourceOptions & { rotation?: RotationOpt
     mints: true,
     ...(following ? { pollIntervalMs: rot.pollIntervalMs } : {}),
     fetch: async (req, signal) => {
-      const base = { vault: o.vault, clock: o.clock, log: o.log, key: o.key, subject: o.subject, certTtlMs: o.certTtlMs, signPath: o.signPath, extraRoots: o.extraRoots(), published: req.published, currentNotAfter: req.current?.intermediate.notAfter, generate: o.generate };
+      const base: IssueInputs = { ...o, extraRoots: o.extraRoots(), published: req.published, currentNotAfter: req.current?.intermediate.notAfter };
       if (!following) {
         const issued = await issueBundle(base, signal);
         return { bundle: issued.bundle, requestedTtlMs: issued.requestedTtlMs, warnings: issued.warnings };
