@@ -347,7 +347,7 @@ async function main(): Promise<number> {
     }
     md.push('');
     md.push(`CPU is the child's user+system time from the kernel (GNU time, 10 ms resolution; Go's runtime may use several cores at once). Other work on the machine stretches wall times, not CPU times: load average ${loadStart} at the start, ${loadavg()} at the end.`, '');
-    md.push('Our init, median of each step as the agent logs it (`durationMs`; read_issuer includes the jwt login, the first Vault call):', '');
+    md.push('Our init, median of each step as the agent logs it (`durationMs`; read_issuer is the jwt login, the first authenticated call (the issuers were read just before it, without a token, for root rotation)):', '');
     md.push(row(['variant', 'to first log line', ...STEPS, 'issuance (sum)', 'rest (setup, exit)']), row(['---', ...Array(STEPS.length + 3).fill('---:')]));
     for (const v of variants.filter((x) => x.init?.length)) {
       const med = (f: (i: InitSample) => number) => median(v.init!.map(f));

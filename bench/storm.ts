@@ -70,6 +70,8 @@ function operation(method: string, p: string): string {
   if (/^\/v1\/auth\/.+\/login$/.test(p)) return 'login';
   if (p.endsWith('/sign-intermediate')) return 'sign';
   if (/\/issuer\/[^/]+\/json$/.test(p)) return 'read_issuer';
+  // Root rotation's look at the mount (LIST, which the agent sends as GET ?list=1).
+  if (/\/issuers(\?list=(1|true))?$/.test(p)) return 'list_issuers';
   const named: Record<string, string> = {
     '/v1/auth/token/renew-self': 'token_renew',
     '/v1/auth/token/revoke-self': 'token_revoke',
@@ -79,7 +81,7 @@ function operation(method: string, p: string): string {
   };
   return named[p] ?? `other (${method} ${p})`;
 }
-const OPS = ['login', 'read_issuer', 'sign', 'token_renew', 'token_revoke', 'token_lookup', 'health', 'leader'];
+const OPS = ['login', 'list_issuers', 'read_issuer', 'sign', 'token_renew', 'token_revoke', 'token_lookup', 'health', 'leader'];
 
 /** An admin call that a rate-limit quota (which applies to the root token too) may refuse for a moment. */
 async function adminCall(c: RaftCluster, method: string, p: string, body?: unknown): Promise<unknown> {

@@ -59,7 +59,7 @@ const MAX_ISSUERS = 32;
 const issuerListResponse = z.object({
   data: z.object({
     keys: z.array(z.string().check(z.maxLength(100))).check(z.maxLength(MAX_ISSUERS)),
-    key_info: z.record(z.string(), z.object({ is_default: z.optional(z.boolean()), issuer_name: z.optional(z.string()) })),
+    key_info: z.record(z.string(), z.object({ is_default: z.optional(z.boolean()), issuer_name: z.optional(z.string()), serial_number: z.optional(z.string().check(z.maxLength(200))) })),
   }),
 });
 
@@ -118,10 +118,18 @@ export async function readIssuer(transport: VaultTransport, mount: string, issue
 }
 
 /**
- * Every issuer of `mount` with its certificate: `LIST <mount>/issuers`, then `issuer/<id>/json` for each
- * (both unauthenticated in Vault and OpenBao, so a poll needs no login).
+ * Issuers as last read, by id, with the serial LIST gave for each. An issuer's certificate never changes
+ * under its id, and its chain only when the mount's issuers change, so a poll that finds the same ids and
+ * serials reads nothing more than the LIST.
  */
-export async function listIssuers(transport: VaultTransport, mount: string, token: string | undefined, signal?: AbortSignal): Promise<IssuerEntry[]> {
+export type IssuerCache = Map<string, { serial: string; info: IssuerInfo }>;
+
+/**
+ * Every issuer of `mount` with its certificate: `LIST <mount>/issuers`, then `issuer/<id>/json` for each
+ * (both unauthenticated in Vault and OpenBao, so a poll needs no login), or from `cache` while the ids
+ * and serials are those it holds (servers that give no serial in the LIST are always read).
+ */
+export async function listIssuers(transport: VaultTransport, mount: string, token: string | undefined, signal?: AbortSignal, cache?: IssuerCache): Promise<IssuerEntry[]> {
   const { data: d } = await requestValidated(transport, issuerListResponse, {
     operation: 'read_issuer',
     method: 'LIST',
@@ -132,10 +140,15 @@ export async function listIssuers(transport: VaultTransport, mount: string, toke
     deniedHint: `Vault answers 403 for a PKI mount that does not exist: check that "${mount}" in PKI_SIGN_PATH is the PKI mount`,
     notFoundHint: `no issuers at mount "${mount}": check PKI_SIGN_PATH`,
   });
+  // An issuer added or deleted can change the others' chains: then read them all again.
+  if (cache && (cache.size !== d.keys.length || d.keys.some((id) => !cache.has(id)))) cache.clear();
   const out: IssuerEntry[] = [];
   for (const id of d.keys) {
     const info = d.key_info[id];
-    const cert = await readIssuer(transport, mount, id, token, signal);
+    const serial = info?.serial_number;
+    const hit = serial === undefined ? undefined : cache?.get(id);
+    const cert = hit !== undefined && hit.serial === serial ? hit.info : await readIssuer(transport, mount, id, token, signal);
+    if (cache && serial !== undefined) cache.set(id, { serial, info: cert });
     out.push({ id, name: info?.issuer_name ?? '', isDefault: info?.is_default === true, ...cert });
   }
   return out;

@@ -3,15 +3,18 @@
  * Everything else about Vault (node-vault, auth methods, tokens, error mapping) stays behind it.
  * A fake of this interface (test/helpers/fake-vault-ca.ts) drives the agent's unit tests.
  */
-import { listIssuers, readIssuer, signIntermediate, type IssuerEntry, type IssuerInfo, type SignIntermediateParams, type SignIntermediateResult } from './pki-api.js';
+import { listIssuers, readIssuer, signIntermediate, type IssuerCache, type IssuerEntry, type IssuerInfo, type SignIntermediateParams, type SignIntermediateResult } from './pki-api.js';
 import { openConnection, type ConnectionOptions, type VaultConnection } from './vault-connection.js';
 import type { VaultTransport } from './transport.js';
 
 export interface VaultCa extends VaultConnection {
   /** Certificate and chain of the issuer PKI_SIGN_PATH signs with, or of issuer `ref` (logs in if needed). */
   readIssuer(signal?: AbortSignal, ref?: string): Promise<IssuerInfo>;
-  /** Every issuer of the PKI mount (for root rotation). */
-  listIssuers(signal?: AbortSignal): Promise<IssuerEntry[]>;
+  /**
+   * Every issuer of the PKI mount (for root rotation). A poll (`fresh` false) reuses the certificates of
+   * issuers whose id and serial it saw last time; `fresh` reads every one (before an issuance).
+   */
+  listIssuers(signal?: AbortSignal, fresh?: boolean): Promise<IssuerEntry[]>;
   /**
    * Logs in if needed and signs, at PKI_SIGN_PATH or, with `issuerId`, at `<mount>/issuer/<id>/sign-intermediate`
    * (a root rotation keeps signing with the old root until the new one may sign).
@@ -30,11 +33,17 @@ export interface VaultCaOptions extends ConnectionOptions {
 
 export function createVaultCa(opts: VaultCaOptions, transport: VaultTransport): VaultCa {
   const { session, connection } = openConnection(opts, transport);
+  let cache: IssuerCache = new Map();
   return {
     ...connection,
     readIssuer: (signal, ref) => session.withToken((token) => readIssuer(transport, opts.pkiMount, ref ?? opts.issuerRef, token, signal), signal),
     // Unauthenticated (both reads are, in Vault and OpenBao): polled for root rotations without a login.
-    listIssuers: (signal) => listIssuers(transport, opts.pkiMount, undefined, signal),
+    listIssuers: async (signal, fresh = false) => {
+      const into: IssuerCache = fresh ? new Map() : cache;
+      const issuers = await listIssuers(transport, opts.pkiMount, undefined, signal, into);
+      cache = into;
+      return issuers;
+    },
     signIntermediate: (params, signal, issuerId) => {
       const path = issuerId === undefined ? opts.signPath : `${opts.pkiMount}/issuer/${issuerId}/sign-intermediate`;
       return session.withToken((token) => signIntermediate(transport, path, { ...params, format: 'pem' }, token, signal), signal);

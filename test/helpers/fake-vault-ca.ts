@@ -56,12 +56,19 @@ export class FakeVaultCa implements VaultCa {
     return i;
   }
 
+  readIssuerCalls = 0;
+
   async readIssuer(_signal?: AbortSignal, ref?: string) {
+    this.readIssuerCalls++;
     const i = this.issuer(ref ?? this.defaultId);
     return { certificate: i.ca.pem, caChain: [i.ca.pem, ...(i.chain ?? []).map((c) => c.pem)] };
   }
 
-  async listIssuers() {
+  /** Calls of listIssuers, with whether each asked for a fresh read. */
+  readonly listCalls: boolean[] = [];
+
+  async listIssuers(_signal?: AbortSignal, fresh = false) {
+    this.listCalls.push(fresh);
     return this.issuers.map((i) => ({ id: i.id, name: i.name, isDefault: i.id === this.defaultId, certificate: i.ca.pem, caChain: [i.ca.pem, ...(i.chain ?? []).map((c) => c.pem)] }));
   }
 

@@ -17,6 +17,7 @@ import { buildCsr, subjectDn, type SubjectSpec } from '../../pki/csr.js';
 import { generateKey, type GeneratedKey, type KeySpec } from '../../pki/keys.js';
 import { RootChangedError, chooseRootCert, type PublishedRoots } from '../../pki/trust-roots.js';
 import { verifyBundle } from '../../pki/verify.js';
+import type { IssuerEntry, IssuerInfo } from '../../vault/pki-api.js';
 import type { VaultCa } from '../../vault/vault-ca.js';
 import type { BundleSource, SourceRequest } from '../bundle-source.js';
 import { planRoots, type RootPlan, type VaultRoot } from '../root-rotation.js';
@@ -49,7 +50,7 @@ export interface IssueInputs extends IssueSettings {
    * PKI_SIGN_PATH), publish `rootBytes`, and the chain must end at `expectedRoot`. Without it a root
    * different from the published one is refused (ROOT_ROTATION=off).
    */
-  roots?: { signerIssuerId: string | undefined; rootBytes: string; expectedRoot: CertInfo };
+  roots?: { signerIssuerId: string | undefined; rootBytes: string; expectedRoot: CertInfo; issuer?: IssuerInfo };
 }
 
 export interface IssuedBundle {
@@ -103,7 +104,12 @@ export async function issueBundle(inp: IssueInputs, signal?: AbortSignal): Promi
   const { vault, clock, log } = inp;
 
   const signerId = inp.roots?.signerIssuerId;
-  const issuer = await timed(log, 'read_issuer', signerId ? { issuer: signerId } : {}, () => raceAbort(vault.readIssuer(signal, signerId), signal));
+  // The issuer as the rotation plan just read it, when it did: then only the login (if the token needs
+  // one) happens here, before the key is made, so a login that fails costs no key generation.
+  const known = inp.roots?.issuer;
+  const issuer = await timed(log, 'read_issuer', signerId ? { issuer: signerId } : {}, () =>
+    known ? raceAbort(vault.describeToken(signal), signal).then(() => known) : raceAbort(vault.readIssuer(signal, signerId), signal),
+  );
   const issuerCert = certsFromPem(issuer.certificate, "the issuer certificate in Vault's answer")[0]!;
   const trusted = inp.roots ? [inp.roots.expectedRoot] : (inp.published?.roots ?? []);
   const issuerPath = buildPath(issuerCert, issuer.caChain.flatMap((p, i) => certsFromPem(p, `issuer ca_chain[${i}]`)), trusted);
@@ -204,15 +210,20 @@ export interface RotationOptions {
   onPlan?: (plan: RootPlan, restartRequired: boolean) => void;
 }
 
+/** The issuer PKI_SIGN_PATH names ("default", an id or a name). */
+function signerOf(issuers: readonly IssuerEntry[], ref: string): IssuerEntry | undefined {
+  return issuers.find((i) => (ref === 'default' ? i.isDefault : i.id === ref || i.name === ref));
+}
+
 /**
  * Vault's roots as the rotation plan sees them: the distinct roots the mount's issuers chain to, each
  * with the issuer to sign with for it (the PKI_SIGN_PATH issuer when it chains there, else the root's
  * own issuer), and the root of the PKI_SIGN_PATH issuer (the target).
  */
-async function vaultRoots(vault: VaultCa, signal: AbortSignal | undefined): Promise<{ roots: VaultRoot[]; target: VaultRoot }> {
-  const issuers = await vault.listIssuers(signal);
+async function vaultRoots(vault: VaultCa, signal: AbortSignal | undefined, fresh: boolean): Promise<{ roots: VaultRoot[]; target: VaultRoot; issuers: IssuerEntry[] }> {
+  const issuers = await vault.listIssuers(signal, fresh);
   const ref = vault.signerRef;
-  const signer = issuers.find((i) => (ref === 'default' ? i.isDefault : i.id === ref || i.name === ref));
+  const signer = signerOf(issuers, ref);
   if (!signer) {
     throw new VerificationError(`the PKI mount has no issuer "${ref}" (PKI_SIGN_PATH); its issuers: ${issuers.map((i) => i.name || i.id).join(', ') || 'none'}`, 'SIGNER_MISSING');
   }
@@ -227,7 +238,7 @@ async function vaultRoots(vault: VaultCa, signal: AbortSignal | undefined): Prom
     else if (cert.selfSigned && r.id !== signer.id) r.id = iss.id;
     if (iss === signer) target = r;
   }
-  return { roots, target: target! };
+  return { roots, target: target!, issuers };
 }
 
 /** The sign-intermediate source: every renewal mints a new intermediate; it also follows a root rotation. */
@@ -244,8 +255,8 @@ export function pkiSignSource(o: PkiSignSourceOptions & { rotation?: RotationOpt
   };
 
   /** The plan now, and the root-cert.pem bytes that may be published now. */
-  const plan = async (req: Omit<SourceRequest, 'trigger'>, signal?: AbortSignal) => {
-    const { roots, target } = await vaultRoots(o.vault, signal);
+  const plan = async (req: Omit<SourceRequest, 'trigger'>, signal: AbortSignal | undefined, fresh: boolean) => {
+    const { roots, target, issuers } = await vaultRoots(o.vault, signal, fresh);
     const current = req.current && req.published?.enforce ? req.current : undefined;
     const input = {
       now: o.clock.now(),
@@ -273,7 +284,7 @@ export function pkiSignSource(o: PkiSignSourceOptions & { rotation?: RotationOpt
     const restartRequired = waitForRestart && p.rootsChange;
     tell(p, restartRequired);
     rot!.onPlan?.(p, restartRequired);
-    return { plan: p, rootBytes, target };
+    return { plan: p, rootBytes, target, issuers };
   };
 
   return {
@@ -286,7 +297,8 @@ export function pkiSignSource(o: PkiSignSourceOptions & { rotation?: RotationOpt
         const issued = await issueBundle(base, signal);
         return { bundle: issued.bundle, requestedTtlMs: issued.requestedTtlMs, warnings: issued.warnings };
       }
-      const { plan: p, rootBytes, target } = await plan(req, signal);
+      // Every issuer read afresh before an issuance (a poll may have reused what it saw).
+      const { plan: p, rootBytes, target, issuers } = await plan(req, signal, true);
       const current = req.current && req.published?.enforce ? req.current : undefined;
       if (req.trigger === 'changed' && !p.mintNow && current) {
         // A root added or removed: the same intermediate under the new root-cert.pem.
@@ -294,13 +306,14 @@ export function pkiSignSource(o: PkiSignSourceOptions & { rotation?: RotationOpt
         return { bundle: verifyBundle({ ...current.files, rootCert: rootBytes }, { now: o.clock.now() }) };
       }
       const signerIssuerId = p.signWith.cert.der.equals(target.cert.der) ? undefined : p.signWith.id;
-      const issued = await issueBundle({ ...base, roots: { signerIssuerId, rootBytes, expectedRoot: p.signWith.cert } }, signal);
+      const issuer = issuers.find((i) => i.id === (signerIssuerId ?? signerOf(issuers, o.vault.signerRef)?.id));
+      const issued = await issueBundle({ ...base, roots: { signerIssuerId, rootBytes, expectedRoot: p.signWith.cert, issuer } }, signal);
       return { bundle: issued.bundle, requestedTtlMs: issued.requestedTtlMs, warnings: issued.warnings };
     },
     ...(following
       ? {
           changed: async (req: Omit<SourceRequest, 'trigger'>, signal?: AbortSignal) => {
-            const { plan: p, rootBytes } = await plan(req, signal);
+            const { plan: p, rootBytes } = await plan(req, signal, false);
             return p.mintNow || (req.current !== undefined && req.published?.enforce === true && rootBytes !== req.current.files.rootCert);
           },
         }
