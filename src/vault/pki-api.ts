@@ -119,8 +119,9 @@ export async function readIssuer(transport: VaultTransport, mount: string, issue
 
 /**
  * Issuers as last read, by id, with the serial LIST gave for each. An issuer's certificate never changes
- * under its id, and its chain only when the mount's issuers change, so a poll that finds the same ids and
- * serials reads nothing more than the LIST.
+ * under its id, and its chain only when the mount's issuers change (or an operator sets a manual chain,
+ * which a restart picks up; every signed chain is verified against the root the plan expects anyway), so
+ * a look that finds the same ids and serials reads nothing more than the LIST.
  */
 export type IssuerCache = Map<string, { serial: string; info: IssuerInfo }>;
 

@@ -11,10 +11,11 @@ export interface VaultCa extends VaultConnection {
   /** Certificate and chain of the issuer PKI_SIGN_PATH signs with, or of issuer `ref` (logs in if needed). */
   readIssuer(signal?: AbortSignal, ref?: string): Promise<IssuerInfo>;
   /**
-   * Every issuer of the PKI mount (for root rotation). A poll (`fresh` false) reuses the certificates of
-   * issuers whose id and serial it saw last time; `fresh` reads every one (before an issuance).
+   * Every issuer of the PKI mount (for root rotation). The certificates of issuers whose id and serial
+   * were seen before are not read again (src/vault/pki-api.ts listIssuers says why that is safe), so a
+   * poll, and an issuance retried after a failure, cost one LIST.
    */
-  listIssuers(signal?: AbortSignal, fresh?: boolean): Promise<IssuerEntry[]>;
+  listIssuers(signal?: AbortSignal): Promise<IssuerEntry[]>;
   /**
    * Logs in if needed and signs, at PKI_SIGN_PATH or, with `issuerId`, at `<mount>/issuer/<id>/sign-intermediate`
    * (a root rotation keeps signing with the old root until the new one may sign).
@@ -33,17 +34,12 @@ export interface VaultCaOptions extends ConnectionOptions {
 
 export function createVaultCa(opts: VaultCaOptions, transport: VaultTransport): VaultCa {
   const { session, connection } = openConnection(opts, transport);
-  let cache: IssuerCache = new Map();
+  const cache: IssuerCache = new Map();
   return {
     ...connection,
     readIssuer: (signal, ref) => session.withToken((token) => readIssuer(transport, opts.pkiMount, ref ?? opts.issuerRef, token, signal), signal),
     // Unauthenticated (both reads are, in Vault and OpenBao): polled for root rotations without a login.
-    listIssuers: async (signal, fresh = false) => {
-      const into: IssuerCache = fresh ? new Map() : cache;
-      const issuers = await listIssuers(transport, opts.pkiMount, undefined, signal, into);
-      cache = into;
-      return issuers;
-    },
+    listIssuers: (signal) => listIssuers(transport, opts.pkiMount, undefined, signal, cache),
     signIntermediate: (params, signal, issuerId) => {
       const path = issuerId === undefined ? opts.signPath : `${opts.pkiMount}/issuer/${issuerId}/sign-intermediate`;
       return session.withToken((token) => signIntermediate(transport, path, { ...params, format: 'pem' }, token, signal), signal);

@@ -64,11 +64,7 @@ export class FakeVaultCa implements VaultCa {
     return { certificate: i.ca.pem, caChain: [i.ca.pem, ...(i.chain ?? []).map((c) => c.pem)] };
   }
 
-  /** Calls of listIssuers, with whether each asked for a fresh read. */
-  readonly listCalls: boolean[] = [];
-
-  async listIssuers(_signal?: AbortSignal, fresh = false) {
-    this.listCalls.push(fresh);
+  async listIssuers() {
     return this.issuers.map((i) => ({ id: i.id, name: i.name, isDefault: i.id === this.defaultId, certificate: i.ca.pem, caChain: [i.ca.pem, ...(i.chain ?? []).map((c) => c.pem)] }));
   }
 

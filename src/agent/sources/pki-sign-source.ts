@@ -220,8 +220,8 @@ function signerOf(issuers: readonly IssuerEntry[], ref: string): IssuerEntry | u
  * with the issuer to sign with for it (the PKI_SIGN_PATH issuer when it chains there, else the root's
  * own issuer), and the root of the PKI_SIGN_PATH issuer (the target).
  */
-async function vaultRoots(vault: VaultCa, signal: AbortSignal | undefined, fresh: boolean): Promise<{ roots: VaultRoot[]; target: VaultRoot; issuers: IssuerEntry[] }> {
-  const issuers = await vault.listIssuers(signal, fresh);
+async function vaultRoots(vault: VaultCa, signal: AbortSignal | undefined): Promise<{ roots: VaultRoot[]; target: VaultRoot; issuers: IssuerEntry[] }> {
+  const issuers = await vault.listIssuers(signal);
   const ref = vault.signerRef;
   const signer = signerOf(issuers, ref);
   if (!signer) {
@@ -255,8 +255,8 @@ export function pkiSignSource(o: PkiSignSourceOptions & { rotation?: RotationOpt
   };
 
   /** The plan now, and the root-cert.pem bytes that may be published now. */
-  const plan = async (req: Omit<SourceRequest, 'trigger'>, signal: AbortSignal | undefined, fresh: boolean) => {
-    const { roots, target, issuers } = await vaultRoots(o.vault, signal, fresh);
+  const plan = async (req: Omit<SourceRequest, 'trigger'>, signal?: AbortSignal) => {
+    const { roots, target, issuers } = await vaultRoots(o.vault, signal);
     const current = req.current && req.published?.enforce ? req.current : undefined;
     const input = {
       now: o.clock.now(),
@@ -297,8 +297,7 @@ export function pkiSignSource(o: PkiSignSourceOptions & { rotation?: RotationOpt
         const issued = await issueBundle(base, signal);
         return { bundle: issued.bundle, requestedTtlMs: issued.requestedTtlMs, warnings: issued.warnings };
       }
-      // Every issuer read afresh before an issuance (a poll may have reused what it saw).
-      const { plan: p, rootBytes, target, issuers } = await plan(req, signal, true);
+      const { plan: p, rootBytes, target, issuers } = await plan(req, signal);
       const current = req.current && req.published?.enforce ? req.current : undefined;
       if (req.trigger === 'changed' && !p.mintNow && current) {
         // A root added or removed: the same intermediate under the new root-cert.pem.
@@ -313,7 +312,7 @@ export function pkiSignSource(o: PkiSignSourceOptions & { rotation?: RotationOpt
     ...(following
       ? {
           changed: async (req: Omit<SourceRequest, 'trigger'>, signal?: AbortSignal) => {
-            const { plan: p, rootBytes } = await plan(req, signal, false);
+            const { plan: p, rootBytes } = await plan(req, signal);
             return p.mintNow || (req.current !== undefined && req.published?.enforce === true && rootBytes !== req.current.files.rootCert);
           },
         }
