@@ -86,7 +86,7 @@ describe.skipIf(!bin)('an agent pointed at a 3-node OpenBao Raft cluster', () =>
     const { run, verdict, errors } = await init(c, { VAULT_ADDR: standbys[0]!.addr });
     expect(run.code, errors.join('\n')).toBe(0);
     expect(verdict).toMatchObject({ ok: true, state: 'valid' });
-    expect(paths(seen, [standbys[0]!])).toEqual(expect.arrayContaining(['POST /v1/auth/jwt/login', 'GET /v1/pki/issuer/default/json', 'POST /v1/pki/root/sign-intermediate']));
+    expect(paths(seen, [standbys[0]!])).toEqual(expect.arrayContaining(['POST /v1/auth/jwt/login', 'GET /v1/pki/issuers?list=1', 'POST /v1/pki/root/sign-intermediate']));
     expect(paths(seen, [active])).toEqual([]);
   });
 
