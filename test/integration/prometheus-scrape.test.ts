@@ -12,7 +12,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs/promises';
 import http from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,6 +21,7 @@ import { cleanEnv, startAgent, type AgentRun } from '../helpers/agent-process.js
 import { useOpenBao } from '../helpers/openbao.js';
 import { requireCommand } from '../helpers/tools.js';
 import { waitFor } from '../helpers/wait.js';
+import { freePort } from '../../src/dev/dev-server.js';
 
 const bao = useOpenBao();
 const havePrometheus = requireCommand('prometheus', 'apt-get install -y prometheus');
@@ -39,13 +40,6 @@ interface PromAlert {
   state: string;
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 /** Waits for `what` in Prometheus's answers (polled every 250 ms at most, for up to 20 s). */
 const inPrometheus = <T>(what: string, probe: () => Promise<T | undefined>) => waitFor(probe, { what, timeoutMs: 20_000, intervalMs: 250 });

@@ -10,7 +10,6 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
-import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +18,7 @@ import { requireCommand } from '../helpers/tools.js';
 import { giveUp, waitFor } from '../helpers/wait.js';
 import { chartRender } from '../manifests/support/istio-releases.js';
 import { deployments, docs, kustomize, type Obj, type Variant } from '../manifests/support/render.js';
+import { freePort } from '../../src/dev/dev-server.js';
 
 const havePrometheus = requireCommand('prometheus', 'apt-get install -y prometheus');
 const havePromtool = requireCommand('promtool', 'apt-get install -y prometheus');
@@ -68,13 +68,6 @@ function podTargets(dep: Obj, pod: { name: string; ip: string }): { targets: str
   return out;
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 interface Target {
   discoveredLabels: Record<string, string>;
