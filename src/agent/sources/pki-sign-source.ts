@@ -210,20 +210,15 @@ export interface RotationOptions {
   onPlan?: (plan: RootPlan, restartRequired: boolean) => void;
 }
 
-/** The issuer PKI_SIGN_PATH names ("default", an id or a name). */
-function signerOf(issuers: readonly IssuerEntry[], ref: string): IssuerEntry | undefined {
-  return issuers.find((i) => (ref === 'default' ? i.isDefault : i.id === ref || i.name === ref));
-}
-
 /**
  * Vault's roots as the rotation plan sees them: the distinct roots the mount's issuers chain to, each
  * with the issuer to sign with for it (the PKI_SIGN_PATH issuer when it chains there, else the root's
  * own issuer), and the root of the PKI_SIGN_PATH issuer (the target).
  */
-async function vaultRoots(vault: VaultCa, signal: AbortSignal | undefined): Promise<{ roots: VaultRoot[]; target: VaultRoot; issuers: IssuerEntry[] }> {
+async function vaultRoots(vault: VaultCa, signal: AbortSignal | undefined): Promise<{ roots: VaultRoot[]; target: VaultRoot; issuers: IssuerEntry[]; signer: IssuerEntry }> {
   const issuers = await vault.listIssuers(signal);
   const ref = vault.signerRef;
-  const signer = signerOf(issuers, ref);
+  const signer = issuers.find((i) => (ref === 'default' ? i.isDefault : i.id === ref || i.name === ref));
   if (!signer) {
     throw new VerificationError(`the PKI mount has no issuer "${ref}" (PKI_SIGN_PATH); its issuers: ${issuers.map((i) => i.name || i.id).join(', ') || 'none'}`, 'SIGNER_MISSING');
   }
@@ -238,7 +233,7 @@ async function vaultRoots(vault: VaultCa, signal: AbortSignal | undefined): Prom
     else if (cert.selfSigned && r.id !== signer.id) r.id = iss.id;
     if (iss === signer) target = r;
   }
-  return { roots, target: target!, issuers };
+  return { roots, target: target!, issuers, signer };
 }
 
 /** The sign-intermediate source: every renewal mints a new intermediate; it also follows a root rotation. */
@@ -256,7 +251,7 @@ export function pkiSignSource(o: PkiSignSourceOptions & { rotation?: RotationOpt
 
   /** The plan now, and the root-cert.pem bytes that may be published now. */
   const plan = async (req: Omit<SourceRequest, 'trigger'>, signal?: AbortSignal) => {
-    const { roots, target, issuers } = await vaultRoots(o.vault, signal);
+    const { roots, target, issuers, signer } = await vaultRoots(o.vault, signal);
     const current = req.current && req.published?.enforce ? req.current : undefined;
     const input = {
       now: o.clock.now(),
@@ -284,7 +279,7 @@ export function pkiSignSource(o: PkiSignSourceOptions & { rotation?: RotationOpt
     const restartRequired = waitForRestart && p.rootsChange;
     tell(p, restartRequired);
     rot!.onPlan?.(p, restartRequired);
-    return { plan: p, rootBytes, target, issuers };
+    return { plan: p, rootBytes, target, issuers, signer };
   };
 
   return {
@@ -297,7 +292,7 @@ export function pkiSignSource(o: PkiSignSourceOptions & { rotation?: RotationOpt
         const issued = await issueBundle(base, signal);
         return { bundle: issued.bundle, requestedTtlMs: issued.requestedTtlMs, warnings: issued.warnings };
       }
-      const { plan: p, rootBytes, target, issuers } = await plan(req, signal);
+      const { plan: p, rootBytes, target, issuers, signer } = await plan(req, signal);
       const current = req.current && req.published?.enforce ? req.current : undefined;
       if (req.trigger === 'changed' && !p.mintNow && current) {
         // A root added or removed: the same intermediate under the new root-cert.pem.
@@ -305,7 +300,7 @@ export function pkiSignSource(o: PkiSignSourceOptions & { rotation?: RotationOpt
         return { bundle: verifyBundle({ ...current.files, rootCert: rootBytes }, { now: o.clock.now() }) };
       }
       const signerIssuerId = p.signWith.cert.der.equals(target.cert.der) ? undefined : p.signWith.id;
-      const issuer = issuers.find((i) => i.id === (signerIssuerId ?? signerOf(issuers, o.vault.signerRef)?.id));
+      const issuer = signerIssuerId === undefined ? signer : issuers.find((i) => i.id === signerIssuerId);
       const issued = await issueBundle({ ...base, roots: { signerIssuerId, rootBytes, expectedRoot: p.signWith.cert, issuer } }, signal);
       return { bundle: issued.bundle, requestedTtlMs: issued.requestedTtlMs, warnings: issued.warnings };
     },
